@@ -1,0 +1,96 @@
+"""Checkpoints: the config, the weights and plain metadata, saved atomically and loaded without unpickling.
+
+torch.load(weights_only=True) admits only tensors and plain containers, so a checkpoint cannot run code.
+"""
+import dataclasses
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from .model import Config, Transformer
+
+FORMAT = "transformer-circuits/1"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, unreadable, not ours, or does not fit what the caller expects."""
+
+
+def save_checkpoint(path, model: Transformer, **metadata):
+    """Write {format, config, state_dict, metadata} to `path` via a temporary file and a rename, so an
+    interrupted save leaves the previous file (or none), never a truncated one. Metadata must be plain
+    (numbers, strings, lists, dicts, tensors)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    payload = {"format": FORMAT, "config": dataclasses.asdict(model.cfg), "state_dict": state,
+               "metadata": metadata}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a checkpoint is meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def read_checkpoint(path) -> dict:
+    """The checkpoint's payload, checked for form; raises CheckpointError with a one-line reason."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint file")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated zip, random bytes, pickled code refused by weights_only ...
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path}: not a readable checkpoint ({reason[:200]})") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not a {FORMAT} checkpoint (no matching 'format' entry)")
+    for key, kind in (("config", dict), ("state_dict", dict), ("metadata", dict)):
+        if not isinstance(payload.get(key), kind):
+            raise CheckpointError(f"{path}: checkpoint has no valid '{key}' entry")
+    return payload
+
+
+def load_checkpoint(path, device="cpu", **expected) -> Transformer:
+    """The model saved at `path`, in eval mode, with model.cfg and model.metadata restored.
+
+    Keyword arguments name config fields the caller relies on, e.g. load_checkpoint(p, n_ctx=11,
+    d_vocab=65); a checkpoint whose config differs raises CheckpointError, as does one whose weights do
+    not fit its own config.
+    """
+    payload = read_checkpoint(path)
+    known = {f.name for f in dataclasses.fields(Config)}
+    unknown = set(payload["config"]) - known
+    if unknown:
+        raise CheckpointError(f"{path}: config has unknown fields {sorted(unknown)}")
+    try:
+        cfg = Config(**payload["config"])
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: invalid config ({e})") from None
+    for name, value in expected.items():
+        if name not in known:
+            raise TypeError(f"load_checkpoint: {name!r} is not a Config field")
+        if getattr(cfg, name) != value:
+            raise CheckpointError(f"{path}: config mismatch: {name}={getattr(cfg, name)!r}, expected {value!r}")
+    model = Transformer(cfg)
+    own = model.state_dict()
+    state = payload["state_dict"]
+    if set(state) != set(own):
+        missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+        raise CheckpointError(f"{path}: weights do not match the config (missing {missing[:3]}, "
+                              f"unexpected {extra[:3]})")
+    for name, tensor in state.items():
+        if not isinstance(tensor, torch.Tensor) or tensor.shape != own[name].shape:
+            shape = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
+            raise CheckpointError(f"{path}: weight {name} has shape {shape}, config implies "
+                                  f"{tuple(own[name].shape)}")
+    model.load_state_dict(state)
+    model.metadata = payload["metadata"]
+    return model.to(device).eval()

@@ -1,0 +1,311 @@
+"""Circuit tools: factored and full QK/OV circuits, composition scores, ablation, activation patching,
+direct logit attribution, and summaries of copying and monotonicity.
+
+Conventions are TransformerLens' row-vector ones: a residual vector x is a row, a head scores query x_q
+against key x_k as (x_q W_Q + b_Q)(x_k W_K + b_K)^T / sqrt(d_head), and writes pattern-weighted
+(x W_V + b_V) W_O. So W_QK = W_Q W_K^T and W_OV = W_V W_O, both [d_model, d_model].
+
+LayerNorm, where a model has it, is handled so that every number stays exact or says what it assumes:
+  * layer-0 circuits over tokens and positions apply ln1 to W_E[t] + W_pos[p] itself: that sum is exactly
+    the residual stream layer 0 reads, so the full QK circuit of layer 0 is exact;
+  * ln_final, applied to a sum of many components, is linearised with its scale measured on real
+    activations (`final_scale`, from the cache); centring is linear and is applied exactly.
+"""
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .train import evaluate
+
+
+# ----------------------------------------------------------------------------------------- factored circuits
+def W_QK(model, layer, head):
+    """[d_model, d_model]: query residual (rows) by key residual (columns), before the 1/sqrt(d_head)."""
+    attn = model.blocks[layer].attn
+    return attn.W_Q[head] @ attn.W_K[head].T
+
+
+def W_OV(model, layer, head):
+    """[d_model, d_model]: what the head writes (rows: the attended residual) into the residual stream."""
+    attn = model.blocks[layer].attn
+    return attn.W_V[head] @ attn.W_O[head]
+
+
+def _ln(module, x):
+    return x if isinstance(module, torch.nn.Identity) else module(x)
+
+
+def embeddings(model, positions=None):
+    """Residual vectors W_E[t] + W_pos[p]: [d_vocab, d_model], or [len(positions), d_vocab, d_model]."""
+    if positions is None:
+        return model.W_E
+    return model.W_E[None, :, :] + model.W_pos[list(positions)][:, None, :]
+
+
+@torch.no_grad()
+def full_qk_circuit(model, head, query_token, query_pos, key_positions=None, layer=0):
+    """Attention score (scaled, pre-softmax) of a query token at query_pos against every key token.
+
+    Returns [d_vocab] with positional embeddings left out of the keys, or [len(key_positions), d_vocab]
+    with them in. Exact for layer 0 (its input is the embeddings), biases included; for a later layer it
+    is only the direct path from the embeddings.
+    """
+    attn, ln = model.blocks[layer].attn, model.blocks[layer].ln1
+    x_q = _ln(ln, model.W_E[query_token] + model.W_pos[query_pos])
+    q = x_q @ attn.W_Q[head] + attn.b_Q[head]
+    keys = _ln(ln, embeddings(model, key_positions))
+    k = keys @ attn.W_K[head] + attn.b_K[head]
+    return (k @ q) / math.sqrt(attn.W_Q.shape[-1])
+
+
+@torch.no_grad()
+def full_ov_circuit(model, head, layer=0, position=None, final_scale=None):
+    """[d_vocab, d_vocab_out]: logits the head adds when it attends fully to token t (rows): W_E W_OV W_U.
+
+    position adds W_pos[position] to every token (needed when ln1 is present, since LN is not linear).
+    final_scale is ln_final's scale (scalar or per row) measured on real activations; the final
+    LayerNorm's centring and weight are applied exactly. Biases (b_V, b_O, b_U) are left out: they shift
+    every row alike. For a later layer this is the direct path only.
+    """
+    ln, attn = model.blocks[layer].ln1, model.blocks[layer].attn
+    x = model.W_E if position is None else model.W_E + model.W_pos[position]
+    out = _ln(ln, x) @ W_OV(model, layer, head)
+    if not isinstance(model.ln_final, torch.nn.Identity):
+        if final_scale is None:
+            raise ValueError("this model has a final LayerNorm: pass final_scale measured from the cache")
+        final_scale = torch.as_tensor(final_scale, dtype=out.dtype)
+        out = (out - out.mean(-1, keepdim=True)) / final_scale.reshape(-1, 1) * model.ln_final.w
+    return out @ model.W_U
+
+
+# ------------------------------------------------------------------------------------- composition scores
+def composition_score(A, B):
+    """||A B||_F / (||A||_F ||B||_F), broadcasting over leading dimensions."""
+    return (A @ B).norm(dim=(-2, -1)) / (A.norm(dim=(-2, -1)) * B.norm(dim=(-2, -1)))
+
+
+def _pairs(kind, W_Q, W_K, W_V, W_O, early, late):
+    """(A, B) of 'A Mathematical Framework' for composition `kind` from heads `early` onto `late`,
+    in row-vector form: the earlier head's W_OV, then what the later head reads it with."""
+    A = W_V[early] @ W_O[early]
+    if kind == "Q":
+        B = W_Q[late] @ W_K[late].transpose(-1, -2)
+    elif kind == "K":
+        B = (W_Q[late] @ W_K[late].transpose(-1, -2)).transpose(-1, -2)
+    elif kind == "V":
+        B = W_V[late] @ W_O[late]
+    else:
+        raise ValueError(f"composition kind must be 'Q', 'K' or 'V', got {kind!r}")
+    return A, B
+
+
+@torch.no_grad()
+def composition_scores(model, kind):
+    """[L, H, L, H]: score of earlier head (l1, h1) composing into later head (l2, h2) by `kind`; zero
+    wherever l2 <= l1, where no composition is possible."""
+    L, H = model.cfg.n_layers, model.cfg.n_heads
+    weights = model.W_Q, model.W_K, model.W_V, model.W_O  # each [L, H, ...]
+    scores = torch.zeros(L, H, L, H)
+    for l1 in range(L):
+        for l2 in range(l1 + 1, L):
+            A, B = _pairs(kind, *weights, early=l1, late=l2)  # [H, d, d] each
+            scores[l1, :, l2, :] = composition_score(A[:, None], B[None, :])
+    return scores
+
+
+def composition_baseline(cfg, kind, draws=300, seed=0):
+    """Mean composition score of random heads of cfg's shapes (Kaiming-uniform factors, seeded): the
+    level that a trained score must clear before it says anything."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def kaiming(*shape):  # nn.init.kaiming_uniform_(a=sqrt(5)) bound for a [fan_out, fan_in] weight
+        bound = 1 / math.sqrt(shape[-1])
+        return (torch.rand(*shape, generator=gen) * 2 - 1) * bound
+
+    d, dh = cfg.d_model, cfg.d_head
+    Ws = [kaiming(2, draws, d, dh) for _ in range(3)] + [kaiming(2, draws, dh, d)]
+    return composition_score(*_pairs(kind, *Ws, early=0, late=1)).mean().item()
+
+
+# ------------------------------------------------------------------------------------------------ ablation
+def _head_index(head):
+    """Index of one head's slice of a [batch, pos, head, ...] activation (hook_q/k/v/z/result), or of all
+    of any activation for head=None."""
+    return (Ellipsis,) if head is None else (slice(None), slice(None), head)
+
+
+def zero_ablation(head=None):
+    """Hook function that zeroes the activation (or one head's slice of it)."""
+    index = _head_index(head)
+
+    def hook(act, hook):
+        act = act.clone()
+        act[index] = 0
+        return act
+    return hook
+
+
+def mean_ablation(reference, head=None):
+    """Hook function that replaces the activation (or one head's slice) by its mean over the batch of
+    `reference` (the same hook's activation on a reference batch), position by position."""
+    index = _head_index(head)
+    mean = reference.mean(0, keepdim=True)
+
+    def hook(act, hook):
+        act = act.clone()
+        act[index] = mean[index].to(act.device).expand_as(act[index])
+        return act
+    return hook
+
+
+def resample_ablation(reference, head=None, seed=0):
+    """Hook function that replaces each sample's activation (or head slice) by that of a random sample of
+    `reference`: the head then carries information about some other input."""
+    index = _head_index(head)
+    gen = torch.Generator().manual_seed(seed)
+
+    def hook(act, hook):
+        rows = torch.randint(0, len(reference), (len(act),), generator=gen)
+        act = act.clone()
+        act[index] = reference[rows][index].to(act.device)
+        return act
+    return hook
+
+
+def head_ablation_hook(model, layer, head, method="mean", reference_tokens=None, seed=0):
+    """(hook name, fn) that ablates one head's output (its slice of hook_z) by method zero/mean/resample."""
+    name = f"blocks.{layer}.attn.hook_z"
+    if method == "zero":
+        return name, zero_ablation(head)
+    if reference_tokens is None:
+        raise ValueError(f"{method} ablation needs reference_tokens")
+    _, cache = model.run_with_cache(reference_tokens, names_filter=name)
+    if method == "mean":
+        return name, mean_ablation(cache[name], head)
+    if method == "resample":
+        return name, resample_ablation(cache[name], head, seed)
+    raise ValueError(f"ablation method must be 'zero', 'mean' or 'resample', got {method!r}")
+
+
+@torch.no_grad()
+def ablation_table(model, tokens, targets, method="mean", reference_tokens=None):
+    """{'none': (loss, acc), 'L{l}H{h}': (loss, acc) with that head ablated} on (tokens, targets)."""
+    results = {"none": evaluate(model, tokens, targets)}
+    for l in range(model.cfg.n_layers):
+        for h in range(model.cfg.n_heads):
+            with model.hooks([head_ablation_hook(model, l, h, method, reference_tokens)]):
+                results[f"L{l}H{h}"] = evaluate(model, tokens, targets)
+    return results
+
+
+# ------------------------------------------------------------------------------------ activation patching
+def logit_diff(logits, answer, other):
+    """logit[answer] - logit[other] at the last position, per sample."""
+    last = logits[:, -1]
+    return last.gather(1, answer[:, None])[:, 0] - last.gather(1, other[:, None])[:, 0]
+
+
+@torch.no_grad()
+def patch(model, clean_tokens, corrupt_tokens, clean_answer, corrupt_answer, hook_name, position=None,
+          head=None):
+    """Run the corrupted input with `hook_name`'s clean activation patched in (at one position and/or
+    head, or all of it) and return the fraction of the clean logit difference recovered:
+    (patched - corrupt) / (clean - corrupt), with the difference logit[clean answer] - logit[corrupt
+    answer] at the last position, averaged over the batch before dividing."""
+    clean_logits, cache = model.run_with_cache(clean_tokens, names_filter=hook_name)
+    clean_act = cache[hook_name]
+    index = [slice(None)] * clean_act.dim()
+    if position is not None:
+        index[2 if hook_name.endswith(("hook_pattern", "hook_attn_scores")) else 1] = position
+    if head is not None:
+        index[1 if hook_name.endswith(("hook_pattern", "hook_attn_scores")) else 2] = head
+    index = tuple(index)
+
+    def put_clean(act, hook):
+        act = act.clone()
+        act[index] = clean_act[index]
+        return act
+
+    clean = logit_diff(clean_logits, clean_answer, corrupt_answer).mean()
+    corrupt = logit_diff(model(corrupt_tokens), clean_answer, corrupt_answer).mean()
+    patched = logit_diff(model.run_with_hooks(corrupt_tokens, [(hook_name, put_clean)]),
+                         clean_answer, corrupt_answer).mean()
+    return ((patched - corrupt) / (clean - corrupt)).item()
+
+
+def patch_sweep(model, clean_tokens, corrupt_tokens, clean_answer, corrupt_answer, hook_name, per_head=False):
+    """Recovered fraction for every position (and head): [n_pos] or [n_heads, n_pos]."""
+    P = clean_tokens.shape[1]
+    if not per_head:
+        return torch.tensor([patch(model, clean_tokens, corrupt_tokens, clean_answer, corrupt_answer,
+                                   hook_name, position=p) for p in range(P)])
+    return torch.tensor([[patch(model, clean_tokens, corrupt_tokens, clean_answer, corrupt_answer, hook_name,
+                                position=p, head=h) for p in range(P)] for h in range(model.cfg.n_heads)])
+
+
+# ------------------------------------------------------------------------------ direct logit attribution
+@torch.no_grad()
+def direct_logit_attribution(model, tokens, answers):
+    """Each component's direct contribution to logit[answer] at the last position, per sample.
+
+    Returns (names, contributions [n_components, batch]); the components are the token and positional
+    embeddings, every head (L{l}H{h}), every MLP, and 'biases' (the attention output biases b_O, LayerNorm
+    biases and b_U together). They sum exactly to the logit: ln_final's scale is taken from the cache
+    and its centring, being linear, is applied to every component.
+    """
+    names_filter = lambda n: n.endswith(("hook_embed", "hook_pos_embed", "hook_result", "hook_mlp_out",
+                                         "ln_final.hook_scale"))
+    logits, cache = model.run_with_cache(tokens, names_filter=names_filter)
+    parts, names = [cache["hook_embed"][:, -1], cache["hook_pos_embed"][:, -1]], ["embed", "pos_embed"]
+    bias = model.b_U.new_zeros(model.cfg.d_model)
+    for l, block in enumerate(model.blocks):
+        for h in range(model.cfg.n_heads):
+            parts.append(cache[f"blocks.{l}.attn.hook_result"][:, -1, h])
+            names.append(f"L{l}H{h}")
+        bias = bias + block.attn.b_O
+        if block.mlp is not None:
+            parts.append(cache[f"blocks.{l}.hook_mlp_out"][:, -1])
+            names.append(f"L{l} MLP")
+    parts.append(bias.expand_as(parts[0]))
+    names.append("biases")
+    stack = torch.stack(parts)  # [component, batch, d_model]
+    W_U = model.W_U[:, answers].T  # [batch, d_model]
+    if isinstance(model.ln_final, torch.nn.Identity):
+        contrib = (stack * W_U).sum(-1)
+        contrib[-1] += model.b_U[answers]
+    else:
+        scale = cache["ln_final.hook_scale"][:, -1, 0]  # [batch]
+        centred = stack - stack.mean(-1, keepdim=True)
+        contrib = (centred / scale[:, None] * model.ln_final.w * W_U).sum(-1)
+        contrib[-1] += model.ln_final.b @ model.W_U[:, answers] + model.b_U[answers]
+    return names, contrib
+
+
+# -------------------------------------------------------------------------------------- summary measures
+def diagonal_fraction(M):
+    """Fraction of rows i whose largest entry is at column i (of the square top-left block of M)."""
+    n = min(M.shape)
+    return (M[:n, :n].argmax(-1) == torch.arange(n, device=M.device)).float().mean().item()
+
+
+def copying_score(M):
+    """Sum of eigenvalues over sum of their magnitudes, Re(sum λ) / sum |λ| (of the square block), in
+    [-1, 1]: 1 for a matrix whose eigenvalues are all positive, as a pure copying head's are."""
+    n = min(M.shape)
+    eig = torch.linalg.eigvals(M[:n, :n].double())
+    return (eig.sum().real / eig.abs().sum()).item()
+
+
+def rank_correlation(x, y):
+    """Spearman's rank correlation between two 1-d sequences (ties broken by order)."""
+    rx = torch.as_tensor(x, dtype=torch.float64).argsort().argsort().double()
+    ry = torch.as_tensor(y, dtype=torch.float64).argsort().argsort().double()
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    return (rx @ ry / (rx.norm() * ry.norm())).item()
+
+
+def softmax_weight_needed_gap(n_competitors, weight=0.5):
+    """The score gap g a single key needs over n_competitors equal keys to get `weight` of the softmax:
+    e^g / (e^g + n) = weight  =>  g = log(n * weight / (1 - weight))."""
+    return math.log(n_competitors * weight / (1 - weight))

@@ -1,0 +1,60 @@
+"""What a task's training.py runs once its hyperparameters are settled: build, train, report, save."""
+import time
+from pathlib import Path
+
+import torch
+
+from .checkpoint import save_checkpoint
+from .model import Config, Transformer
+from .tasks import ListTask, accuracy_table, family_accuracies
+from .train import train
+
+CLI_LIMITS = dict(  # passed to shared.cli.apply_overrides by every task's training.py
+    zero_ok=("weight_decay", "warmup_steps", "grad_clip", "seed", "snapshots"),
+    at_most={"target_accuracy": 1.0, "min_lr_frac": 1.0},
+    choices={"normalization_type": ("LN", None), "act_fn": ("relu", "gelu"), "device": ("auto", "cpu", "cuda")},
+    types={"d_mlp": int},
+)
+
+
+def model_config(task: ListTask, p: dict) -> Config:
+    return Config(n_layers=p["n_layers"], n_heads=p["n_heads"], d_model=p["d_model"], d_head=p["d_head"],
+                  d_mlp=p["d_mlp"], n_ctx=task.n + 1, d_vocab=task.V + 1, d_vocab_out=task.V,
+                  act_fn=p["act_fn"], normalization_type=p["normalization_type"], init_scale=p["init_scale"],
+                  seed=p["seed"])
+
+
+def held_out(task: ListTask, size: int, seed: int):
+    """A fixed sample of the training distribution, from a stream the training batches never use."""
+    return task.sample_batch(size, torch.Generator().manual_seed(10_000_019 + seed))
+
+
+def run_training(task: ListTask, p: dict, out_path, progress: bool = True):
+    """Train a model for `task` with hyperparameters `p`, print its accuracy per family, save it to out_path.
+
+    Ctrl-C stops training early; the model reached so far is then saved beside out_path as
+    *.interrupted.pt, so the finished checkpoint at out_path is never replaced by a partial one.
+    Returns (model, history).
+    """
+    out_path = Path(out_path)
+    model = Transformer(model_config(task, p))
+    print(f"{task.name}: n={task.n}, V={task.V}, {sum(x.numel() for x in model.parameters())} parameters")
+    t0 = time.perf_counter()
+    history = train(model, task.sample_batch, *held_out(task, p["eval_size"], p["seed"]),
+                        max_steps=p["max_steps"], batch_size=p["batch_size"], lr=p["lr"],
+                        weight_decay=p["weight_decay"], warmup_steps=p["warmup_steps"],
+                        min_lr_frac=p["min_lr_frac"], grad_clip=p["grad_clip"], eval_every=p["eval_every"],
+                        target_accuracy=p["target_accuracy"], seed=p["seed"], device=p["device"],
+                    progress=progress)
+    interrupted = history["interrupted"]
+    if interrupted:
+        out_path = out_path.with_suffix(".interrupted.pt")
+    seconds = time.perf_counter() - t0
+    model.cpu().eval()
+    families = task.families()
+    accuracies = family_accuracies(model, families)
+    print(accuracy_table(accuracies, {k: len(v[1]) for k, v in families.items()}))
+    save_checkpoint(out_path, model, task=task.name, hyperparameters=p, history=history,
+                    train_seconds=seconds, family_accuracy=accuracies)
+    print(f"{'interrupted after' if interrupted else 'trained in'} {seconds:.1f} s; saved {out_path}")
+    return model, history

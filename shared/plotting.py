@@ -1,0 +1,84 @@
+"""Matplotlib figures for the notebooks. Every function returns its Figure, so scripts can save it and
+tests can inspect it; nothing here calls plt.show()."""
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+
+def _np(x):
+    return x.detach().float().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def token_labels(tokens, sep_token=None):
+    """Tick labels 'tok (idx)'; the separator shows as SEP."""
+    tokens = tokens.tolist() if isinstance(tokens, torch.Tensor) else list(tokens)
+    return [f"{'SEP' if t == sep_token else t} ({i})" for i, t in enumerate(tokens)]
+
+
+def attention_patterns(patterns, tokens, sep_token=None, title=None):
+    """Grid of every head's pattern on one input, as CircuitsVis draws them.
+
+    patterns: [n_layers, n_heads, query_pos, key_pos] (one input). Keys (sources) on x, queries
+    (destinations) on y, a fixed 0-1 colour scale, the causally masked upper triangle in grey.
+    """
+    patterns = _np(patterns)
+    L, H, P, _ = patterns.shape
+    labels = token_labels(tokens, sep_token)
+    fig, axes = plt.subplots(L, H, figsize=(0.45 * P * H + 1.5, 0.45 * P * L + 0.6), squeeze=False,
+                             constrained_layout=True)
+    masked = np.triu(np.ones((P, P), dtype=bool), k=1)
+    cmap = plt.get_cmap("Blues").copy()
+    cmap.set_bad("0.85")
+    for l in range(L):
+        for h in range(H):
+            ax = axes[l, h]
+            image = ax.imshow(np.ma.masked_where(masked, patterns[l, h]), cmap=cmap, vmin=0, vmax=1)
+            ax.set_title(f"L{l}H{h}")
+            ax.set_xticks(range(P), labels, rotation=90, fontsize=7)
+            ax.set_yticks(range(P), labels, fontsize=7)
+            ax.set_xlabel("source (key)")
+            ax.set_ylabel("destination (query)")
+    fig.colorbar(image, ax=axes, shrink=0.8, label="attention")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def heatmap(matrix, xlabel, ylabel, title=None, xticks=None, yticks=None, center=None, cmap=None,
+            colorbar_label=None, figsize=(6, 5)):
+    """A labelled heatmap, e.g. a vocab x vocab circuit. With `center`, a diverging map centred there."""
+    matrix = _np(matrix)
+    fig, ax = plt.subplots(figsize=figsize, constrained_layout=True)
+    if center is not None:
+        span = max(np.abs(matrix - center).max(), 1e-12)
+        image = ax.imshow(matrix, cmap=cmap or "RdBu_r", vmin=center - span, vmax=center + span,
+                          aspect="auto")
+    else:
+        image = ax.imshow(matrix, cmap=cmap or "viridis", aspect="auto")
+    for ticks, setter in ((xticks, ax.set_xticks), (yticks, ax.set_yticks)):
+        if ticks is not None:
+            positions, labels = ticks if isinstance(ticks, tuple) else (range(len(ticks)), ticks)
+            setter(list(positions), list(labels), fontsize=7)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    fig.colorbar(image, ax=ax, label=colorbar_label)
+    return fig
+
+
+def training_curves(history, title=None):
+    """Loss (log scale) and held-out accuracy against the training step."""
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.5), constrained_layout=True)
+    ax_loss.plot(history["step"], history["train_loss"], label="train")
+    ax_loss.plot(history["step"], history["eval_loss"], label="held-out")
+    ax_loss.set_yscale("log")
+    ax_loss.set_xlabel("step")
+    ax_loss.set_ylabel("cross-entropy loss")
+    ax_loss.legend()
+    ax_acc.plot(history["step"], np.asarray(history["eval_accuracy"]) * 100)
+    ax_acc.set_xlabel("step")
+    ax_acc.set_ylabel("held-out accuracy (%)")
+    if title:
+        fig.suptitle(title)
+    return fig

@@ -1,0 +1,85 @@
+"""What the list tasks share: the token format and the evaluation families.
+
+A sample is the token sequence [x_1, ..., x_n, SEP] with values 0..V-1 and SEP = V, so d_vocab = V + 1 and
+d_vocab_out = V; the answer is read from the logits at the last position (SEP).
+"""
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from .train import evaluate
+
+
+def to_tokens(values, V: int):
+    """values [batch, n] -> tokens [batch, n + 1] with the separator SEP = V appended."""
+    return torch.cat([values, torch.full((len(values), 1), V, dtype=values.dtype)], dim=1)
+
+
+def shuffle_rows(values, gen):
+    return values.gather(1, torch.rand(values.shape, generator=gen).argsort(1))
+
+
+def uniform_values(size, n, V, gen):
+    return torch.randint(0, V, (size, n), generator=gen)
+
+
+def uniform_below(high, n, gen):
+    """[size, n] values drawn uniformly from 0..high[i] (inclusive), one row per entry of high."""
+    return (torch.rand(len(high), n, generator=gen) * (high[:, None] + 1)).long()
+
+
+@dataclass
+class ListTask:
+    """A task on lists of n values in 0..V-1.
+
+    answer(values) -> targets; balanced(size, n, V, gen) -> values whose answers are uniform over 0..V-1;
+    adversarial(size, n, V, gen) -> {family name: values} of the inputs this task finds hard;
+    hard(size, n, V, gen) -> values of the hard kind, drawn broadly enough to train on.
+    """
+    name: str
+    answer: Callable
+    balanced: Callable
+    adversarial: Callable
+    hard: Callable
+    n: int
+    V: int
+
+    def batch(self, values):
+        return to_tokens(values, self.V), self.answer(values)
+
+    def sample_batch(self, batch_size, gen):
+        """The training distribution: a third uniform i.i.d. values, a third with a uniformly drawn answer
+        (uniform lists alone almost never have a large min, say), a third of the task's hard inputs."""
+        third = batch_size // 3
+        values = torch.cat([uniform_values(third, self.n, self.V, gen),
+                            self.balanced(third, self.n, self.V, gen),
+                            self.hard(batch_size - 2 * third, self.n, self.V, gen)])
+        return self.batch(values)
+
+    def families(self, size: int = 2000, seed: int = 0) -> dict:
+        """{name: (tokens, targets)}: the evaluation families every task reports, then its own."""
+        gen = torch.Generator().manual_seed(seed)
+        n, V = self.n, self.V
+        values = {
+            "uniform": uniform_values(size, n, V, gen),
+            "every answer equally often": self.balanced(size, n, V, gen),
+            "all equal": torch.randint(0, V, (size, 1), generator=gen).expand(size, n).clone(),
+            "sorted ascending": uniform_values(size, n, V, gen).sort(1).values,
+            "sorted descending": uniform_values(size, n, V, gen).sort(1, descending=True).values,
+        }
+        values.update(self.adversarial(size, n, V, gen))
+        return {name: self.batch(v) for name, v in values.items()}
+
+
+def family_accuracies(model, families: dict) -> dict:
+    """{family: accuracy} of the answer read at the last position."""
+    return {name: evaluate(model, tokens, targets)[1] for name, (tokens, targets) in families.items()}
+
+
+def accuracy_table(accuracies: dict, sizes: dict = None) -> str:
+    """A markdown table of accuracy per family (the README and notebooks print this)."""
+    lines = ["| family | samples | accuracy |", "|---|---:|---:|"]
+    for name, acc in accuracies.items():
+        lines.append(f"| {name} | {sizes[name] if sizes else ''} | {acc:.2%} |")
+    return "\n".join(lines)

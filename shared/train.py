@@ -1,0 +1,105 @@
+"""The training loop every task shares: AdamW, warmup then cosine decay, gradient clipping, fresh batches.
+
+The loss is cross-entropy on the last position only: every task here reads its answer there.
+"""
+import math
+import time
+from typing import Callable, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+@torch.inference_mode()
+def evaluate(model, tokens, targets, batch_size: int = 8192):
+    """(mean loss, accuracy) of the answer read at the last position."""
+    device = next(model.parameters()).device
+    loss, correct = 0.0, 0
+    for i in range(0, len(tokens), batch_size):
+        logits = model(tokens[i:i + batch_size].to(device))[:, -1]
+        y = targets[i:i + batch_size].to(device)
+        loss += F.cross_entropy(logits, y, reduction="sum").item()
+        correct += (logits.argmax(-1) == y).sum().item()
+    return loss / len(tokens), correct / len(tokens)
+
+
+def lr_at(step: int, lr: float, warmup_steps: int, max_steps: int, min_lr_frac: float) -> float:
+    """Linear warmup to lr, then cosine decay to lr * min_lr_frac at max_steps."""
+    if step < warmup_steps:
+        return lr * (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, max_steps - warmup_steps))
+    return lr * (min_lr_frac + (1 - min_lr_frac) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def train(model, sample_batch: Callable, eval_tokens, eval_targets, *, max_steps: int, batch_size: int,
+          lr: float, weight_decay: float = 0.0, warmup_steps: int = 0, min_lr_frac: float = 0.1,
+          grad_clip: float = 1.0, eval_every: int = 200, target_accuracy: Optional[float] = None,
+          seed: int = 0, device: str = "auto", progress: bool = True,
+          snapshot_steps: Sequence[int] = (), on_snapshot: Optional[Callable] = None) -> dict:
+    """Train `model` in place on batches from sample_batch(batch_size, generator) -> (tokens, targets).
+
+    Evaluates on the fixed held-out set every `eval_every` steps (and at the end), stops early once its
+    accuracy reaches `target_accuracy`, and calls on_snapshot(step, model) at each of `snapshot_steps`.
+    Ctrl-C ends training early without losing the model. Returns the history: lists `step, train_loss,
+    eval_loss, eval_accuracy, seconds` (one entry per evaluation), plus `stopped_at` and `interrupted`.
+    """
+    torch.set_flush_denormal(True)  # tiny weights' denormal floats can slow CPU steps several-fold
+    dev = pick_device(device)
+    model.to(dev).train()
+    gen = torch.Generator().manual_seed(seed)  # the data stream; model.cfg.seed fixed the weights
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.98))
+    history = {"step": [], "train_loss": [], "eval_loss": [], "eval_accuracy": [], "seconds": []}
+    snapshot_steps = set(snapshot_steps)
+    running, n_running, t0 = 0.0, 0, time.perf_counter()
+    bar = tqdm(range(1, max_steps + 1), disable=not progress, desc="train", mininterval=0.5)
+
+    def record(step):
+        model.eval()
+        eval_loss, acc = evaluate(model, eval_tokens, eval_targets)
+        model.train()
+        for key, value in zip(history, (step, float(running) / max(1, n_running), eval_loss, acc,
+                                        time.perf_counter() - t0)):
+            history[key].append(value)
+        bar.set_postfix(loss=f"{eval_loss:.4f}", acc=f"{acc:.4%}")
+        return acc
+
+    if 0 in snapshot_steps and on_snapshot is not None:
+        on_snapshot(0, model)
+    step, interrupted = 0, False
+    try:
+        for step in bar:
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step - 1, lr, warmup_steps, max_steps, min_lr_frac)
+            tokens, targets = sample_batch(batch_size, gen)
+            logits = model(tokens.to(dev))[:, -1]
+            loss = F.cross_entropy(logits, targets.to(dev))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            opt.step()
+            running += loss.detach()  # no per-step device sync
+            n_running += 1
+            if step in snapshot_steps and on_snapshot is not None:
+                on_snapshot(step, model)
+            if step % eval_every == 0 or step == max_steps:
+                acc = record(step)
+                running, n_running = 0.0, 0
+                if target_accuracy is not None and acc >= target_accuracy:
+                    break
+    except KeyboardInterrupt:  # keep what was learnt; the caller decides where it goes
+        interrupted = True
+    bar.close()
+    model.eval()
+    history["stopped_at"], history["interrupted"] = step, interrupted
+    return history

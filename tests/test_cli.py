@@ -1,0 +1,63 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from shared.cli import apply_overrides
+from shared.experiment import CLI_LIMITS
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def defaults():
+    return dict(n_layers=1, lr=1e-3, batch_size=64, weight_decay=0.0, d_mlp=None, normalization_type=None,
+                act_fn="relu", compile=False, out="m.pt", target_accuracy=0.99, _private=3, Path=Path)
+
+
+def test_overrides_are_typed():
+    g = defaults()
+    params = apply_overrides(g, ["--lr=3e-3", "--n_layers=2", "--d_mlp=128", "--normalization_type=LN",
+                                 "--compile=true", "--weight_decay=0", "--out=x.pt"], **CLI_LIMITS)
+    assert g["lr"] == 3e-3 and g["n_layers"] == 2 and g["d_mlp"] == 128 and g["compile"] is True
+    assert g["normalization_type"] == "LN" and g["weight_decay"] == 0.0 and g["out"] == "x.pt"
+    assert "_private" not in params and "Path" not in params
+    assert apply_overrides(defaults(), ["--d_mlp=None"], **CLI_LIMITS)["d_mlp"] is None
+
+
+@pytest.mark.parametrize("arg, message", [
+    ("--lr=abc", "--lr=abc: expected a number > 0"),
+    ("--lr=-1", "--lr=-1: expected a number > 0"),
+    ("--lr=nan", "--lr=nan: expected a number > 0"),
+    ("--n_layers=-1", "--n_layers=-1: expected an integer >= 1"),
+    ("--n_layers=1.5", "--n_layers=1.5: expected an integer >= 1"),
+    ("--batch_size=0", "--batch_size=0: expected an integer >= 1"),
+    ("--weight_decay=-0.1", "--weight_decay=-0.1: expected a number >= 0"),
+    ("--target_accuracy=1.5", "expected a number > 0 and <= 1.0"),
+    ("--d_mlp=wide", "--d_mlp=wide: expected an integer >= 1"),
+    ("--normalization_type=RMS", "expected one of LN, None"),
+    ("--compile=maybe", "expected true or false"),
+    ("--no_such_option=3", "--no_such_option: unknown option; known: n_layers, lr"),
+    ("lr=3", "expected --name=value"),
+])
+def test_bad_values_exit_with_one_line(arg, message):
+    with pytest.raises(SystemExit) as info:
+        apply_overrides(defaults(), [arg], **CLI_LIMITS)
+    assert message in str(info.value.code) and "\n" not in str(info.value.code)
+
+
+@pytest.mark.parametrize("task", ["find_min", "find_median"])
+@pytest.mark.parametrize("arg, option", [("--lr=abc", "--lr"), ("--n_layers=-1", "--n_layers"),
+                                         ("--batch_size=0", "--batch_size"),
+                                         ("--no_such_option=3", "--no_such_option")])
+def test_training_script_rejects_bad_values_and_writes_nothing(task, arg, option, tmp_path):
+    script = ROOT / task / "training.py"
+    if not script.exists():
+        pytest.skip(f"{task} has no training.py yet")
+    out = tmp_path / "model.pt"
+    run = subprocess.run([sys.executable, str(script), f"--out={out}", arg], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=120)
+    assert run.returncode != 0
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1 and option in lines[0], run.stderr
+    assert list(tmp_path.iterdir()) == []

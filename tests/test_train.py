@@ -1,0 +1,65 @@
+import pytest
+import torch
+
+from shared.model import Config, Transformer
+from shared.tasks import ListTask, family_accuracies, shuffle_rows, uniform_values
+from shared.train import evaluate, lr_at, train
+
+# A tiny task for the loop itself: the answer is the first value of the list.
+COPY_FIRST = ListTask("copy_first", answer=lambda v: v[:, 0], balanced=uniform_values,
+                      adversarial=lambda size, n, V, gen: {"shuffled": shuffle_rows(uniform_values(size, n, V, gen), gen)},
+                      hard=uniform_values, n=3, V=6)
+CFG = Config(n_layers=1, n_heads=1, d_model=16, d_head=16, n_ctx=4, d_vocab=7, d_vocab_out=6, seed=0)
+
+
+def run(steps=300, seed=0, target=None, sample=COPY_FIRST.sample_batch, model_seed=0):
+    model = Transformer(Config(**{**CFG.__dict__, "seed": model_seed}))
+    held_out = COPY_FIRST.sample_batch(512, torch.Generator().manual_seed(99))
+    history = train(model, sample, *held_out, max_steps=steps, batch_size=64, lr=1e-2, warmup_steps=20,
+                    eval_every=50, target_accuracy=target, seed=seed, progress=False)
+    return model, history, held_out
+
+
+def test_tiny_model_learns_tiny_task():
+    model, history, held_out = run()
+    assert evaluate(model, *held_out)[1] >= 0.99
+    assert history["eval_accuracy"][-1] >= 0.99 and history["eval_loss"][-1] < history["eval_loss"][0]
+    assert history["step"] == list(range(50, 301, 50)) and history["seconds"] == sorted(history["seconds"])
+    accuracies = family_accuracies(model, COPY_FIRST.families(size=200))
+    assert set(accuracies) >= {"uniform", "all equal", "sorted ascending", "shuffled"}
+    assert min(accuracies.values()) >= 0.99
+
+
+def test_same_seed_same_weights():
+    a, _, _ = run(steps=30)
+    b, _, _ = run(steps=30)
+    c, _, _ = run(steps=30, seed=1)
+    assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters()))
+    assert not all(torch.equal(x, y) for x, y in zip(a.parameters(), c.parameters()))
+
+
+def test_early_stop_at_target():
+    _, history, _ = run(steps=2000, target=0.99)
+    assert history["stopped_at"] < 2000 and history["eval_accuracy"][-1] >= 0.99
+
+
+def test_interrupt_keeps_model():
+    calls = []
+
+    def interrupted_after_5(batch_size, gen):
+        calls.append(1)
+        if len(calls) > 5:
+            raise KeyboardInterrupt
+        return COPY_FIRST.sample_batch(batch_size, gen)
+
+    before = Transformer(CFG).W_E.clone()
+    model, history, _ = run(steps=100, sample=interrupted_after_5)
+    assert history["interrupted"] and history["stopped_at"] == 6
+    assert not torch.equal(model.W_E, before)  # five steps of learning were kept
+
+
+def test_schedule():
+    assert lr_at(0, 1.0, 10, 100, 0.1) == pytest.approx(0.1)
+    assert lr_at(9, 1.0, 10, 100, 0.1) == pytest.approx(1.0)
+    assert lr_at(100, 1.0, 10, 100, 0.1) == pytest.approx(0.1)
+    assert lr_at(55, 1.0, 10, 100, 0.1) == pytest.approx(0.55)
