@@ -60,7 +60,7 @@ def test_cache_names_and_shapes(model):
     B, P, H, d, dh = 5, 6, cfg.n_heads, cfg.d_model, cfg.d_head
     logits, cache = model.run_with_cache(tokens())
     assert torch.allclose(logits, model(tokens()), atol=1e-5)
-    expected = {"hook_embed": (B, P, d), "hook_pos_embed": (P, d)}
+    expected = {"hook_embed": (B, P, d), "hook_pos_embed": (B, P, d)}
     for l in range(cfg.n_layers):
         expected.update({
             f"blocks.{l}.hook_resid_pre": (B, P, d), f"blocks.{l}.hook_resid_post": (B, P, d),

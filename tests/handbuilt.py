@@ -1,0 +1,43 @@
+"""Models whose weights are set by hand, so every circuit tool has a known right answer."""
+import torch
+
+from shared.model import Config, Transformer
+from shared.tasks import to_tokens
+
+
+def min_model(n=4, V=8, c=10.0):
+    """1 layer, 1 head, attention-only find_min model. Residual dims: 0..V-1 one-hot token, V a SEP flag,
+    V+1 the token's value (V for SEP, so SEP is never attended). The SEP query scores key value t as
+    exactly -c*t; the OV circuit copies the one-hot; W_U reads it out. Positional embeddings are zero."""
+    d = V + 2
+    cfg = Config(n_layers=1, n_heads=1, d_model=d, d_head=d, n_ctx=n + 1, d_vocab=V + 1, d_vocab_out=V)
+    model = Transformer(cfg).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        W_E = model.embed.W_E
+        W_E[:V, :V] = torch.eye(V)
+        W_E[:V, V + 1] = torch.arange(V, dtype=torch.float)
+        W_E[V, V], W_E[V, V + 1] = 1.0, V
+        a = model.blocks[0].attn
+        a.W_Q[0, V, 0] = 1.0
+        a.W_K[0, V + 1, 0] = -c * d ** 0.5  # undoes the 1/sqrt(d_head)
+        a.W_V[0, :V, :V] = torch.eye(V)
+        a.W_O[0, :V, :V] = torch.eye(V)
+        model.unembed.W_U[:V, :V] = torch.eye(V)
+    return model
+
+
+def min_batch(size, n=4, V=8, seed=0):
+    values = torch.randint(0, V, (size, n), generator=torch.Generator().manual_seed(seed))
+    return to_tokens(values, V), values.min(-1).values
+
+
+def two_layer(d_model=8, d_head=1):
+    """2 layers, 1 head each, attention-only, all weights zero: tests set the factors they need."""
+    cfg = Config(n_layers=2, n_heads=1, d_model=d_model, d_head=d_head, n_ctx=4, d_vocab=5, d_vocab_out=5)
+    model = Transformer(cfg)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+    return model

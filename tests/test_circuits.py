@@ -1,0 +1,197 @@
+import math
+
+import pytest
+import torch
+
+from handbuilt import min_batch, min_model, two_layer
+from shared import circuits as C
+from shared.model import Config, Transformer
+from shared.train import evaluate
+
+V, N = 8, 4
+
+
+@pytest.fixture(scope="module")
+def model():
+    return min_model(N, V)
+
+
+@pytest.fixture(scope="module")
+def batch():
+    return min_batch(2000, N, V)
+
+
+def test_handbuilt_model_is_right(model, batch):
+    assert evaluate(model, *batch)[1] == 1.0
+
+
+def test_factored_circuits(model):
+    d = model.cfg.d_model
+    assert C.W_QK(model, 0, 0).shape == (d, d) and C.W_OV(model, 0, 0).shape == (d, d)
+    assert torch.allclose(C.W_QK(model, 0, 0), model.W_Q[0, 0] @ model.W_K[0, 0].T)
+    assert torch.allclose(C.W_OV(model, 0, 0)[:V, :V], torch.eye(V))
+
+
+def test_full_qk_circuit_is_exact_and_monotone(model):
+    scores = C.full_qk_circuit(model, head=0, query_token=V, query_pos=N)
+    assert scores.shape == (V + 1,)
+    assert torch.allclose(scores[:V], -10.0 * torch.arange(V, dtype=torch.float))
+    assert C.rank_correlation(scores[:V], torch.arange(V)) == pytest.approx(-1.0)
+    per_pos = C.full_qk_circuit(model, head=0, query_token=V, query_pos=N, key_positions=range(N))
+    assert per_pos.shape == (N, V + 1) and torch.allclose(per_pos, scores.expand(N, -1))
+    # the circuit is the model's own pre-softmax score
+    tokens, _ = min_batch(3, N, V)
+    _, cache = model.run_with_cache(tokens)
+    got = cache["attn_scores", 0][:, 0, -1, :N]
+    assert torch.allclose(got, scores[tokens[:, :N]], atol=1e-4)
+
+
+def test_full_ov_circuit_copies(model):
+    ov = C.full_ov_circuit(model, head=0)
+    assert ov.shape == (V + 1, V)
+    assert C.diagonal_fraction(ov) == 1.0
+    assert C.copying_score(ov) == pytest.approx(1.0)
+    assert C.copying_score(-ov) == pytest.approx(-1.0)
+    shuffled = ov[:V][torch.roll(torch.arange(V), 1)]
+    assert C.diagonal_fraction(shuffled) == 0.0
+
+
+def test_full_ov_circuit_with_layernorm_needs_scale():
+    m = Transformer(Config(normalization_type="LN", d_model=8, d_head=4, n_ctx=3, d_vocab=5, d_vocab_out=4))
+    with pytest.raises(ValueError, match="final_scale"):
+        C.full_ov_circuit(m, head=0, position=0)
+    ov = C.full_ov_circuit(m, head=0, position=0, final_scale=2.0)
+    x = m.blocks[0].ln1(m.W_E + m.W_pos[0]) @ C.W_OV(m, 0, 0)
+    want = ((x - x.mean(-1, keepdim=True)) / 2.0 * m.ln_final.w) @ m.W_U
+    assert torch.allclose(ov, want, atol=1e-5)
+
+
+def test_ablation_reaches_known_accuracy(model, batch):
+    tokens, targets = batch
+    table = C.ablation_table(model, tokens, targets, method="zero")
+    # zeroed head: every logit is 0, argmax picks answer 0, right exactly when the min is 0
+    assert table["none"][1] == 1.0
+    assert table["L0H0"][1] == pytest.approx((targets == 0).float().mean().item())
+    # mean ablation: the head always writes the mean one-hot, whose argmax is the commonest minimum
+    table = C.ablation_table(model, tokens, targets, method="mean", reference_tokens=tokens)
+    assert table["L0H0"][1] == pytest.approx((targets == targets.mode().values).float().mean().item())
+    # resample ablation: each sample gets the answer of the sample it was resampled from
+    name, hook = C.head_ablation_hook(model, 0, 0, "resample", reference_tokens=tokens, seed=3)
+    with model.hooks([(name, hook)]):
+        acc = evaluate(model, tokens, targets)[1]
+    rows = torch.randint(0, len(tokens), (len(tokens),), generator=torch.Generator().manual_seed(3))
+    assert acc == pytest.approx((targets[rows] == targets).float().mean().item())
+    with pytest.raises(ValueError, match="reference_tokens"):
+        C.head_ablation_hook(model, 0, 0, "mean")
+
+
+def test_patching(model):
+    clean, clean_y = min_batch(200, N, V, seed=1)
+    corrupt = clean.clone()
+    # the corrupted input holds V-1 everywhere, so its minimum is V-1
+    corrupt[:, :N] = V - 1
+    corrupt_y = torch.full_like(clean_y, V - 1)
+    keep = clean_y != corrupt_y
+    clean, clean_y, corrupt, corrupt_y = clean[keep], clean_y[keep], corrupt[keep], corrupt_y[keep]
+    assert C.patch(model, clean, corrupt, clean_y, corrupt_y, "blocks.0.attn.hook_z") == pytest.approx(1.0)
+    sweep = C.patch_sweep(model, clean, corrupt, clean_y, corrupt_y, "blocks.0.attn.hook_z")
+    assert sweep.shape == (N + 1,) and sweep[-1] == pytest.approx(1.0)
+    assert torch.allclose(sweep[:-1], torch.zeros(N), atol=1e-6)  # earlier positions never reach SEP's logits
+    per_head = C.patch_sweep(model, clean, corrupt, clean_y, corrupt_y, "blocks.0.attn.hook_z", per_head=True)
+    assert per_head.shape == (1, N + 1) and per_head[0, -1] == pytest.approx(1.0)
+    # the embeddings carry everything the answer depends on
+    assert C.patch(model, clean, corrupt, clean_y, corrupt_y, "hook_embed") == pytest.approx(1.0)
+
+
+def test_direct_logit_attribution_sums_to_logit(batch):
+    model = min_model(N, V)
+    with torch.no_grad():  # biases make the 'biases' share non-trivial
+        model.blocks[0].attn.b_O.normal_()
+        model.unembed.b_U.normal_()
+    tokens, targets = batch
+    names, contrib = C.direct_logit_attribution(model, tokens, targets)
+    assert names == ["embed", "pos_embed", "L0H0", "biases"]
+    logit = model(tokens)[:, -1].gather(1, targets[:, None])[:, 0]
+    assert torch.allclose(contrib.sum(0), logit, atol=1e-5)
+    head = contrib[names.index("L0H0")]
+    assert torch.allclose(head, torch.ones_like(head), atol=1e-3)  # attends fully to the min: copies 1
+    bias = model.blocks[0].attn.b_O @ model.W_U[:, targets] + model.b_U[targets]
+    assert torch.allclose(contrib[-1], bias, atol=1e-5)
+
+
+def test_direct_logit_attribution_with_layernorm():
+    cfg = Config(n_layers=2, n_heads=2, d_model=16, d_head=4, d_mlp=32, n_ctx=5, d_vocab=7, d_vocab_out=6,
+                 normalization_type="LN", seed=4)
+    model = Transformer(cfg).eval()
+    with torch.no_grad():
+        model.ln_final.b.normal_()
+        model.b_U.normal_()
+    tokens = torch.randint(0, 7, (30, 5))
+    answers = torch.randint(0, 6, (30,))
+    names, contrib = C.direct_logit_attribution(model, tokens, answers)
+    assert names[2:] == ["L0H0", "L0H1", "L0 MLP", "L1H0", "L1H1", "L1 MLP", "biases"]
+    logit = model(tokens)[:, -1].gather(1, answers[:, None])[:, 0]
+    assert torch.allclose(contrib.sum(0), logit, atol=1e-4)
+
+
+def direct_score(A, B):
+    return (torch.linalg.matrix_norm(A @ B) / (torch.linalg.matrix_norm(A) * torch.linalg.matrix_norm(B))).item()
+
+
+def test_composition_scores_match_formula():
+    cfg = Config(n_layers=3, n_heads=2, d_model=12, d_head=3, n_ctx=4, d_vocab=5, d_vocab_out=5, seed=7)
+    m = Transformer(cfg)
+    q, k, v = (C.composition_scores(m, kind) for kind in "QKV")
+    assert q.shape == (3, 2, 3, 2)
+    for l1, h1, l2, h2 in [(0, 0, 1, 1), (0, 1, 2, 0), (1, 1, 2, 1)]:
+        ov = m.W_V[l1, h1] @ m.W_O[l1, h1]
+        qk = m.W_Q[l2, h2] @ m.W_K[l2, h2].T
+        assert q[l1, h1, l2, h2].item() == pytest.approx(direct_score(ov, qk), rel=1e-5)
+        assert k[l1, h1, l2, h2].item() == pytest.approx(direct_score(ov, qk.T), rel=1e-5)
+        assert v[l1, h1, l2, h2].item() == pytest.approx(direct_score(ov, m.W_V[l2, h2] @ m.W_O[l2, h2]), rel=1e-5)
+    for s in (q, k, v):  # no composition from a head into itself, its layer, or an earlier layer
+        assert (s[1, :, 0] == 0).all() and (s[1, :, 1] == 0).all() and (s[2, :, :2] == 0).all()
+    with pytest.raises(ValueError):
+        C.composition_scores(m, "X")
+
+
+def e(i, d=8):
+    return torch.eye(d)[i][:, None]  # column unit vector [d, 1]
+
+
+@pytest.mark.parametrize("kind", "QKV")
+def test_composition_aligned_near_one_orthogonal_near_zero(kind):
+    def build(read_dim):
+        m = two_layer()
+        with torch.no_grad():
+            a0, a1 = m.blocks[0].attn, m.blocks[1].attn
+            a0.W_V[0] = e(0)  # layer 0 reads dim 0 and writes dim 3
+            a0.W_O[0] = e(3).T
+            if kind == "V":
+                a1.W_V[0], a1.W_O[0] = e(read_dim), e(5).T
+            elif kind == "Q":
+                a1.W_Q[0], a1.W_K[0] = e(read_dim), e(6)
+            else:
+                a1.W_K[0], a1.W_Q[0] = e(read_dim), e(6)
+        return C.composition_scores(m, kind)[0, 0, 1, 0].item()
+
+    assert build(read_dim=3) == pytest.approx(1.0)
+    assert build(read_dim=4) == pytest.approx(0.0)
+
+
+def test_composition_baseline_matches_random_models():
+    cfg = Config(n_layers=2, n_heads=2, d_model=32, d_head=8, n_ctx=4, d_vocab=5, d_vocab_out=5)
+    for kind in "QKV":
+        base = C.composition_baseline(cfg, kind, draws=300, seed=0)
+        assert base == C.composition_baseline(cfg, kind, draws=300, seed=0)
+        assert 0 < base < 1
+        random = torch.stack([C.composition_scores(Transformer(Config(**{**cfg.__dict__, "seed": s})), kind)[0, :, 1, :]
+                              for s in range(20)])
+        assert random.mean().item() == pytest.approx(base, rel=0.1)
+
+
+def test_summaries():
+    assert C.rank_correlation([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert C.rank_correlation([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    g = C.softmax_weight_needed_gap(9, 0.5)
+    assert math.exp(g) / (math.exp(g) + 9) == pytest.approx(0.5)
