@@ -309,3 +309,49 @@ def softmax_weight_needed_gap(n_competitors, weight=0.5):
     """The score gap g a single key needs over n_competitors equal keys to get `weight` of the softmax:
     e^g / (e^g + n) = weight  =>  g = log(n * weight / (1 - weight))."""
     return math.log(n_competitors * weight / (1 - weight))
+
+
+# ------------------------------------------------------------------------- interventions and read-outs
+def attend_only_to(layer, head, key_positions, query_pos=-1):
+    """(hook name, fn) replacing head's attention pattern at query_pos by a one-hot on key_positions[i]
+    for sample i (other queries keep their pattern)."""
+
+    def hook(pattern, hook):
+        pattern = pattern.clone()
+        rows = torch.arange(len(pattern), device=pattern.device)
+        pattern[:, head, query_pos] = 0
+        pattern[rows, head, query_pos, key_positions.to(pattern.device)] = 1
+        return pattern
+    return f"blocks.{layer}.attn.hook_pattern", hook
+
+
+@torch.no_grad()
+def select_and_copy(model, tokens, layer=0, head=0, n_keys=None):
+    """The prediction of a one-head 'select, then copy' reading of the weights alone: the key position with
+    the highest full-QK score from the last query (token and position embeddings, exact for layer 0), then
+    the argmax of the full OV circuit's row for that key's token at that position. Returns (answers, chosen
+    positions). n_keys limits the keys to the first n_keys positions (default: all but the query)."""
+    B, P = tokens.shape
+    n_keys = P - 1 if n_keys is None else n_keys
+    scores = full_qk_circuit(model, head, tokens[0, -1].item(), P - 1, range(n_keys), layer)  # [pos, vocab]
+    per_key = scores[torch.arange(n_keys), tokens[:, :n_keys]]  # [batch, pos]
+    chosen = per_key.argmax(-1)
+    token = tokens[torch.arange(B), chosen]
+    ov = torch.stack([full_ov_circuit(model, head, layer, position=p) if _has_ln(model, layer)
+                      else full_ov_circuit(model, head, layer) for p in range(n_keys)])
+    return ov[chosen, token].argmax(-1), chosen
+
+
+@torch.no_grad()
+def attention_on(model, tokens, key_mask):
+    """[n_layers, n_heads]: mean over the batch of the attention the last position pays to the keys where
+    key_mask [batch, k <= pos] is True (summed over those keys, so duplicates of a value count together;
+    positions past k count as False)."""
+    _, cache = model.run_with_cache(tokens, names_filter=lambda n: n.endswith("hook_pattern"))
+    mask = F.pad(key_mask.to(torch.float), (0, tokens.shape[1] - key_mask.shape[1]))
+    return torch.stack([(cache["pattern", l][:, :, -1] * mask[:, None]).sum(-1).mean(0)
+                        for l in range(model.cfg.n_layers)])
+
+
+def _has_ln(model, layer):
+    return not isinstance(model.blocks[layer].ln1, torch.nn.Identity)

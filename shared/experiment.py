@@ -53,7 +53,7 @@ def run_training(task: ListTask, p: dict, out_path, progress: bool = True):
     model.cpu().eval()
     families = task.families()
     accuracies = family_accuracies(model, families)
-    print(accuracy_table(accuracies, {k: len(v[1]) for k, v in families.items()}))
+    print(accuracy_table(model, families))
     save_checkpoint(out_path, model, task=task.name, hyperparameters=p, history=history,
                     train_seconds=seconds, family_accuracy=accuracies)
     print(f"{'interrupted after' if interrupted else 'trained in'} {seconds:.1f} s; saved {out_path}")

@@ -27,8 +27,7 @@ def attention_patterns(patterns, tokens, sep_token=None, title=None):
     fig, axes = plt.subplots(L, H, figsize=(0.45 * P * H + 1.5, 0.45 * P * L + 0.6), squeeze=False,
                              constrained_layout=True)
     masked = np.triu(np.ones((P, P), dtype=bool), k=1)
-    cmap = plt.get_cmap("Blues").copy()
-    cmap.set_bad("0.85")
+    cmap = plt.get_cmap("Blues").with_extremes(bad="0.85")  # grey: masked by causality
     for l in range(L):
         for h in range(H):
             ax = axes[l, h]

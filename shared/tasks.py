@@ -77,9 +77,33 @@ def family_accuracies(model, families: dict) -> dict:
     return {name: evaluate(model, tokens, targets)[1] for name, (tokens, targets) in families.items()}
 
 
-def accuracy_table(accuracies: dict, sizes: dict = None) -> str:
-    """A markdown table of accuracy per family (the README and notebooks print this)."""
-    lines = ["| family | samples | accuracy |", "|---|---:|---:|"]
-    for name, acc in accuracies.items():
-        lines.append(f"| {name} | {sizes[name] if sizes else ''} | {acc:.2%} |")
+def evaluation_suite(task: ListTask, size: int = 2000, uniform_size: int = 100_000, seed: int = 1) -> dict:
+    """The families the README and notebooks report: `uniform_size` fresh uniform lists, then every family
+    of task.families(size). Seeded apart from training (seed 0 is the training-time report)."""
+    gen = torch.Generator().manual_seed(seed + 7919)
+    suite = {f"uniform ({uniform_size:,})": task.batch(uniform_values(uniform_size, task.n, task.V, gen))}
+    suite.update(task.families(size, seed))
+    return suite
+
+
+def accuracy_table(model, families: dict) -> str:
+    """A markdown table of samples, errors and accuracy per family (the README and notebooks print it)."""
+    lines = ["| family | samples | errors | accuracy |", "|---|---:|---:|---:|"]
+    for name, (tokens, targets) in families.items():
+        accuracy = evaluate(model, tokens, targets)[1]
+        errors = round((1 - accuracy) * len(targets))
+        lines.append(f"| {name} | {len(targets):,} | {errors:,} | {accuracy:.2%} |")
     return "\n".join(lines)
+
+
+@torch.no_grad()
+def mistakes(model, families: dict, limit: int = 20) -> list:
+    """Up to `limit` wrong answers as (family, values, target, prediction), across all families."""
+    found = []
+    for name, (tokens, targets) in families.items():
+        predictions = model(tokens)[:, -1].argmax(-1)
+        for i in (predictions != targets).nonzero()[:, 0].tolist():
+            found.append((name, tokens[i, :-1].tolist(), targets[i].item(), predictions[i].item()))
+            if len(found) >= limit:
+                return found
+    return found

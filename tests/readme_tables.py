@@ -1,0 +1,51 @@
+"""The result tables in README.md, computed from the committed checkpoints.
+
+    python tests/readme_tables.py   # rewrite the tables in README.md after a checkpoint changes
+
+tests/test_readme.py recomputes every table and fails when README.md shows anything else.
+"""
+import importlib
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from shared import load_checkpoint  # noqa: E402
+from shared.tasks import accuracy_table, evaluation_suite  # noqa: E402
+
+TASKS = ("find_min", "find_median")
+
+
+def accuracy_block(task_name):
+    model = load_checkpoint(ROOT / task_name / "checkpoints/model.pt")
+    task = importlib.import_module(f"{task_name}.dataset").task(model.cfg.n_ctx - 1, model.cfg.d_vocab_out)
+    cfg, meta = model.cfg, model.metadata
+    head = (f"Committed model: {cfg.n_layers} layer(s), {cfg.n_heads} head(s), d_model {cfg.d_model}, "
+            f"{'MLP ' + str(cfg.d_mlp) if cfg.d_mlp else 'attention-only'}, "
+            f"{'LayerNorm' if cfg.normalization_type else 'no LayerNorm'}; n = {task.n}, V = {task.V}; "
+            f"{meta['history']['stopped_at']} steps, {meta['train_seconds']:.0f} s of training on 2 CPU cores.")
+    return head + "\n\n" + accuracy_table(model, evaluation_suite(task))
+
+
+def blocks():
+    return {f"{t}-accuracy": accuracy_block(t) for t in TASKS if (ROOT / t / "checkpoints/model.pt").exists()}
+
+
+def pattern(name):
+    return re.compile(rf"(<!-- begin:{name} -->)(.*?)(<!-- end:{name} -->)", re.S)
+
+
+def rewrite(text, computed):
+    for name, body in computed.items():
+        text, count = pattern(name).subn(lambda m: m.group(1) + "\n" + body + "\n" + m.group(3), text)
+        if count != 1:
+            raise SystemExit(f"README.md has no (or several) <!-- begin:{name} --> ... <!-- end:{name} --> markers")
+    return text
+
+
+if __name__ == "__main__":
+    readme = ROOT / "README.md"
+    readme.write_text(rewrite(readme.read_text(), blocks()))
+    print("README.md tables rewritten:", ", ".join(blocks()))

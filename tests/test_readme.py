@@ -1,0 +1,20 @@
+from pathlib import Path
+
+from readme_tables import ROOT, blocks, pattern
+
+
+def test_readme_tables_are_computed_and_current():
+    readme = (ROOT / "README.md").read_text()
+    computed = blocks()
+    assert computed, "no committed checkpoints found"
+    for name, body in computed.items():
+        match = pattern(name).search(readme)
+        assert match, f"README.md lacks the {name} table"
+        assert match.group(2).strip() == body.strip(), f"README.md's {name} table is stale: run python tests/readme_tables.py"
+
+
+def test_readme_names_the_two_commands():
+    readme = (ROOT / "README.md").read_text()
+    assert "pip install -r requirements.txt && python find_min/training.py" in readme
+    assert "python -m pytest" in readme
+    assert "python -m pytest" in Path(ROOT / ".ci/run").read_text()
