@@ -199,6 +199,34 @@ def ablation_table(model, tokens, targets, method="mean", reference_tokens=None)
     return results
 
 
+@torch.no_grad()
+def path_ablation_accuracy(model, tokens, targets, early, late, kind, reference_tokens):
+    """Accuracy when only the direct path from head `early` = (l1, h1) into the query, key or value input
+    (kind 'Q', 'K', 'V') of head `late` = (l2, h2) is mean-ablated: the later head reads the residual
+    stream with the earlier head's output replaced by its mean over reference_tokens, position by
+    position; every other reader, the later head's other inputs included, sees the real output."""
+    (l1, h1), (l2, h2) = early, late
+    if l2 <= l1:
+        raise ValueError(f"head {late} must be in a later layer than {early}")
+    result = f"blocks.{l1}.attn.hook_result"
+    _, ref = model.run_with_cache(reference_tokens, names_filter=result)
+    mean = ref[result][:, :, h1].mean(0)  # [pos, d_model]
+    _, cache = model.run_with_cache(tokens, names_filter=[result, f"blocks.{l2}.hook_resid_pre"])
+    block = model.blocks[l2]
+    resid = cache[f"blocks.{l2}.hook_resid_pre"] - cache[result][:, :, h1] + mean
+    W, b = {"Q": (block.attn.W_Q, block.attn.b_Q), "K": (block.attn.W_K, block.attn.b_K),
+            "V": (block.attn.W_V, block.attn.b_V)}[kind]
+    replacement = _ln(block.ln1, resid) @ W[h2] + b[h2]  # [batch, pos, d_head]
+
+    def hook(act, hook):
+        act = act.clone()
+        act[:, :, h2] = replacement
+        return act
+
+    with model.hooks([(f"blocks.{l2}.attn.hook_{kind.lower()}", hook)]):
+        return evaluate(model, tokens, targets)[1]
+
+
 # ------------------------------------------------------------------------------------ activation patching
 def logit_diff(logits, answer, other):
     """logit[answer] - logit[other] at the last position, per sample."""

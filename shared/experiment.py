@@ -24,6 +24,15 @@ def model_config(task: ListTask, p: dict) -> Config:
                   seed=p["seed"])
 
 
+def freeze_uniform_attention(model):
+    """Zero and freeze every W_Q, W_K, b_Q, b_K: each query then attends uniformly to all positions it can
+    see, so the model can only average (at SEP: the mean of every value's embedding) and decode."""
+    for block in model.blocks:
+        for p in (block.attn.W_Q, block.attn.W_K, block.attn.b_Q, block.attn.b_K):
+            p.data.zero_()
+            p.requires_grad_(False)
+
+
 def held_out(task: ListTask, size: int, seed: int):
     """A fixed sample of the training distribution, from a stream the training batches never use."""
     return task.sample_batch(size, torch.Generator().manual_seed(10_000_019 + seed))
@@ -38,6 +47,8 @@ def run_training(task: ListTask, p: dict, out_path, progress: bool = True):
     """
     out_path = Path(out_path)
     model = Transformer(model_config(task, p))
+    if p.get("uniform_attention"):
+        freeze_uniform_attention(model)
     print(f"{task.name}: n={task.n}, V={task.V}, {sum(x.numel() for x in model.parameters())} parameters")
     t0 = time.perf_counter()
     history = train(model, task.sample_batch, *held_out(task, p["eval_size"], p["seed"]),

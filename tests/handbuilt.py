@@ -41,3 +41,31 @@ def two_layer(d_model=8, d_head=1):
         for p in model.parameters():
             p.zero_()
     return model
+
+
+def min_then_move_model(n=4, V=8, c=10.0):
+    """2 layers, 1 head each. Layer 0 is min_model's head, writing the minimum's one-hot into a second
+    block of dims; layer 1's head attends from SEP to SEP only (its Q and K read the SEP flag) and moves
+    that one-hot (V-composition) into a third block, the only one W_U reads."""
+    d = 3 * V + 2
+    cfg = Config(n_layers=2, n_heads=1, d_model=d, d_head=d, n_ctx=n + 1, d_vocab=V + 1, d_vocab_out=V)
+    model = Transformer(cfg).eval()
+    first, second, third = slice(0, V), slice(V + 2, 2 * V + 2), slice(2 * V + 2, 3 * V + 2)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        W_E = model.embed.W_E
+        W_E[:V, first] = torch.eye(V)
+        W_E[:V, V + 1] = torch.arange(V, dtype=torch.float)
+        W_E[V, V], W_E[V, V + 1] = 1.0, V
+        a0, a1 = model.blocks[0].attn, model.blocks[1].attn
+        a0.W_Q[0, V, 0] = 1.0
+        a0.W_K[0, V + 1, 0] = -c * d ** 0.5
+        a0.W_V[0, first, :V] = torch.eye(V)
+        a0.W_O[0, :V, second] = torch.eye(V)
+        a1.W_Q[0, V, 0] = 1.0
+        a1.W_K[0, V, 0] = 100.0 * d ** 0.5
+        a1.W_V[0, second, :V] = torch.eye(V)
+        a1.W_O[0, :V, third] = torch.eye(V)
+        model.unembed.W_U[third, :] = torch.eye(V)
+    return model

@@ -195,3 +195,19 @@ def test_summaries():
     assert C.rank_correlation([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
     g = C.softmax_weight_needed_gap(9, 0.5)
     assert math.exp(g) / (math.exp(g) + 9) == pytest.approx(0.5)
+
+
+def test_path_ablation_finds_the_v_path():
+    from handbuilt import min_then_move_model
+    model = min_then_move_model(N, V)
+    tokens, targets = min_batch(2000, N, V, seed=4)
+    assert evaluate(model, tokens, targets)[1] == 1.0
+    for kind in "QK":  # layer 1 never reads layer 0's output into its query or key
+        assert C.path_ablation_accuracy(model, tokens, targets, (0, 0), (1, 0), kind, tokens) == 1.0
+    v = C.path_ablation_accuracy(model, tokens, targets, (0, 0), (1, 0), "V", tokens)
+    assert v == pytest.approx((targets == targets.mode().values).float().mean().item())
+    # rank-V identity maps compose perfectly, and score ||I|| / (||I|| ||I||) = 1/sqrt(V)
+    assert C.composition_scores(model, "V")[0, 0, 1, 0] == pytest.approx(V ** -0.5)
+    assert C.composition_scores(model, "Q")[0, 0, 1, 0] == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="later layer"):
+        C.path_ablation_accuracy(model, tokens, targets, (1, 0), (0, 0), "V", tokens)
