@@ -354,20 +354,26 @@ def attend_only_to(layer, head, key_positions, query_pos=-1):
 
 
 @torch.no_grad()
-def select_and_copy(model, tokens, layer=0, head=0, n_keys=None):
-    """The prediction of a one-head 'select, then copy' reading of the weights alone: the key position with
-    the highest full-QK score from the last query (token and position embeddings, exact for layer 0), then
-    the argmax of the full OV circuit's row for that key's token at that position. Returns (answers, chosen
-    positions). n_keys limits the keys to the first n_keys positions (default: all but the query)."""
+def select_and_copy(model, tokens, layer=0, head=0):
+    """The prediction of a 'select, then copy' reading of one head: take the key position (SEP excluded)
+    with the highest score from the last query, then the argmax of the head's full OV circuit row for the
+    token there. For layer 0 the scores come from the weights alone (the full QK circuit with positions,
+    exact); for a later layer, whose query and keys depend on the input, from the real pre-softmax scores.
+    Returns (answers, chosen positions)."""
     B, P = tokens.shape
-    n_keys = P - 1 if n_keys is None else n_keys
-    scores = full_qk_circuit(model, head, tokens[0, -1].item(), P - 1, range(n_keys), layer)  # [pos, vocab]
-    per_key = scores[torch.arange(n_keys), tokens[:, :n_keys]]  # [batch, pos]
+    rows = torch.arange(B)
+    if layer == 0:
+        scores = full_qk_circuit(model, head, tokens[0, -1].item(), P - 1, range(P - 1), layer)  # [pos, vocab]
+        per_key = scores[torch.arange(P - 1), tokens[:, :-1]]  # [batch, pos]
+    else:
+        _, cache = model.run_with_cache(tokens, names_filter=f"blocks.{layer}.attn.hook_attn_scores")
+        per_key = cache["attn_scores", layer][:, head, -1, :-1]
     chosen = per_key.argmax(-1)
-    token = tokens[torch.arange(B), chosen]
-    ov = torch.stack([full_ov_circuit(model, head, layer, position=p) if _has_ln(model, layer)
-                      else full_ov_circuit(model, head, layer) for p in range(n_keys)])
-    return ov[chosen, token].argmax(-1), chosen
+    token = tokens[rows, chosen]
+    if _has_ln(model, layer) and layer == 0:
+        ov = torch.stack([full_ov_circuit(model, head, layer, position=p) for p in range(P - 1)])
+        return ov[chosen, token].argmax(-1), chosen
+    return full_ov_circuit(model, head, layer)[token].argmax(-1), chosen
 
 
 @torch.no_grad()
@@ -379,6 +385,20 @@ def attention_on(model, tokens, key_mask):
     mask = F.pad(key_mask.to(torch.float), (0, tokens.shape[1] - key_mask.shape[1]))
     return torch.stack([(cache["pattern", l][:, :, -1] * mask[:, None]).sum(-1).mean(0)
                         for l in range(model.cfg.n_layers)])
+
+
+@torch.no_grad()
+def query_scores_by_key_token(model, tokens, layer, head, key_position=None):
+    """[batch, d_vocab]: the score head (layer, head) gives, from each input's real last-position query
+    (taken from the cache, so it includes everything earlier layers wrote), to a key made of token t's
+    embedding alone (plus W_pos[key_position] if given). It drops what earlier layers wrote at the key
+    positions: the K-composition paths, whose share path_ablation_accuracy measures."""
+    attn, ln = model.blocks[layer].attn, model.blocks[layer].ln1
+    _, cache = model.run_with_cache(tokens, names_filter=f"blocks.{layer}.attn.hook_q")
+    q = cache["q", layer][:, -1, head]  # [batch, d_head]
+    x = model.W_E if key_position is None else model.W_E + model.W_pos[key_position]
+    k = _ln(ln, x) @ attn.W_K[head] + attn.b_K[head]  # [d_vocab, d_head]
+    return q @ k.T / math.sqrt(q.shape[-1])
 
 
 def _has_ln(model, layer):

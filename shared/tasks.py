@@ -86,13 +86,18 @@ def evaluation_suite(task: ListTask, size: int = 2000, uniform_size: int = 100_0
     return suite
 
 
-def accuracy_table(model, families: dict) -> str:
-    """A markdown table of samples, errors and accuracy per family (the README and notebooks print it)."""
-    lines = ["| family | samples | errors | accuracy |", "|---|---:|---:|---:|"]
+def accuracy_table(models, families: dict) -> str:
+    """A markdown table of errors and accuracy per family (the README and notebooks print it); `models` is
+    one model, or {column label: model} to compare several on the same inputs."""
+    models = models if isinstance(models, dict) else {"": models}
+    head = "| family | samples |" + "".join(f" {k} errors | {k} accuracy |".replace("  ", " ") for k in models)
+    lines = [head, "|---|---:|" + "---:|---:|" * len(models)]
     for name, (tokens, targets) in families.items():
-        accuracy = evaluate(model, tokens, targets)[1]
-        errors = round((1 - accuracy) * len(targets))
-        lines.append(f"| {name} | {len(targets):,} | {errors:,} | {accuracy:.2%} |")
+        row = f"| {name} | {len(targets):,} |"
+        for model in models.values():
+            accuracy = evaluate(model, tokens, targets)[1]
+            row += f" {round((1 - accuracy) * len(targets)):,} | {accuracy:.2%} |"
+        lines.append(row)
     return "\n".join(lines)
 
 

@@ -26,6 +26,11 @@ def accuracy_block(task_name):
             f"{'MLP ' + str(cfg.d_mlp) if cfg.d_mlp else 'attention-only'}, "
             f"{'LayerNorm' if cfg.normalization_type else 'no LayerNorm'}; n = {task.n}, V = {task.V}; "
             f"{meta['history']['stopped_at']} steps, {meta['train_seconds']:.0f} s of training on 2 CPU cores.")
+    averaging = ROOT / task_name / "checkpoints/averaging.pt"
+    if averaging.exists():  # the task's averaging baseline goes beside the model, on the same inputs
+        head += (" Averaging baseline: the same script with `--n_layers=1 --d_mlp=None --uniform_attention=true`"
+                 " (one head, attention frozen uniform).")
+        model = {"model": model, "averaging": load_checkpoint(averaging)}
     return head + "\n\n" + accuracy_table(model, evaluation_suite(task))
 
 

@@ -1,0 +1,102 @@
+"""find_median: the answer is the median of n values, n odd (the middle of the sorted list; duplicates
+allowed).
+
+Training distribution (ListTask.sample_batch), in equal thirds: uniform i.i.d. lists; lists whose median m
+is drawn uniformly from 0..V-1 (k = (n-1)/2 values uniform on 0..m, k uniform on m..V-1, and m itself,
+shuffled); lists of few distinct values around a uniform median (see `hard`).
+"""
+import torch
+
+from shared.tasks import ListTask, shuffle_rows, to_tokens, uniform_below
+
+N = 7  # list length (odd)
+V = 64  # values are 0..V-1; the separator token is V
+
+
+def answer(values):
+    if values.shape[-1] % 2 == 0:
+        raise ValueError(f"find_median needs an odd list length, got n = {values.shape[-1]}")
+    return values.sort(dim=-1).values[..., values.shape[-1] // 2]
+
+
+def around(m, n, V, gen, below=None, above=None):
+    """Lists with median m[i], unshuffled: [m, k values <= m, k values >= m]. below/above give the
+    largest distance from m on each side (default: as far as the range allows)."""
+    k = n // 2
+    below = m if below is None else torch.minimum(below, m)
+    above = (V - 1 - m) if above is None else torch.minimum(above, V - 1 - m)
+    low = m[:, None] - uniform_below(below, k, gen)
+    high = m[:, None] + uniform_below(above, k, gen)
+    return torch.cat([m[:, None], low, high], dim=1)
+
+
+def balanced(size, n, V, gen):
+    m = torch.randint(0, V, (size,), generator=gen)
+    return shuffle_rows(around(m, n, V, gen), gen)
+
+
+def hard(size, n, V, gen):
+    """Lists of few distinct values around a uniform median m. Each side (the k values below m, the k
+    above) gets an anchor a: one to three values from m (40%), at the end of the range (20%) or anywhere
+    between (40%); then, at random for the whole side, every value is a, every value is a or m, or every
+    value is uniform between a and m. This covers near ties, runs of the median, two-valued lists and
+    halves pushed to the extremes, which uniform lists almost never show."""
+    k = n // 2
+    m = torch.randint(0, V, (size,), generator=gen)
+
+    def side(room):  # [size, k] values on one side, as distances from m (room: how far the range allows)
+        near = torch.randint(1, 4, (size,), generator=gen)
+        anywhere = uniform_below(room, 1, gen)[:, 0]
+        r = torch.rand(size, generator=gen)
+        dist = torch.minimum(torch.where(r < 0.4, near, torch.where(r < 0.6, room, anywhere)), room)
+        spread = uniform_below(dist, k, gen)
+        either = torch.where(torch.rand(size, k, generator=gen) < 0.5, dist[:, None], 0)
+        mode = torch.randint(0, 3, (size, 1), generator=gen)
+        return torch.where(mode == 0, dist[:, None].expand(size, k), torch.where(mode == 1, either, spread))
+
+    return shuffle_rows(torch.cat([m[:, None], m[:, None] - side(m), m[:, None] + side(V - 1 - m)], 1), gen)
+
+
+def adversarial(size, n, V, gen):
+    """Inputs that defeat averaging or a sloppy selection: neighbours one value from the median on both
+    sides, the two halves at the extremes, the median at an edge position, and lists of two values."""
+    k = n // 2
+    m = torch.randint(1, V - 1, (size,), generator=gen)
+    tight = torch.cat([m[:, None], (m[:, None] - 1).expand(size, k), (m[:, None] + 1).expand(size, k)], 1)
+    extremes = torch.cat([m[:, None], torch.zeros(size, k, dtype=torch.long),
+                          torch.full((size, k), V - 1)], 1)
+    edge = around(torch.randint(0, V, (size,), generator=gen), n, V, gen)
+    edge = torch.cat([edge[:, :1], shuffle_rows(edge[:, 1:], gen)], 1)
+    two = torch.randint(0, V, (size, 2), generator=gen)
+    pick = torch.randint(0, 2, (size, n), generator=gen)
+    return {
+        "near tie (m-1 below, m+1 above)": shuffle_rows(tight, gen),
+        "extremes (0s, V-1s and the median)": shuffle_rows(extremes, gen),
+        "median first": edge,
+        "median last": edge.flip(1),
+        "two distinct values": two.gather(1, pick),
+        "skewed (k+1 copies of the median, rest above)": shuffle_rows(
+            around(m, n, V, gen, below=torch.zeros_like(m)), gen),
+    }
+
+
+def task(n: int = N, V: int = V) -> ListTask:
+    if n % 2 == 0:
+        raise ValueError(f"find_median needs an odd list length, got n = {n}")
+    return ListTask("find_median", answer, balanced, adversarial, hard, n, V)
+
+
+def median_swap_pairs(size, n=N, V=V, position=None, seed=0):
+    """Clean/corrupted pairs for activation patching: a clean list whose median m sits at `position`
+    (default: the middle), and the same list with that one value pushed to the far end of the range, which
+    moves the median to a neighbouring value. Pairs whose median would not change are dropped.
+    Returns (clean tokens, corrupted tokens, clean answers, corrupted answers)."""
+    gen = torch.Generator().manual_seed(seed)
+    position = n // 2 if position is None else position
+    m = torch.randint(0, V, (size,), generator=gen)
+    rest = shuffle_rows(around(m, n, V, gen)[:, 1:], gen)
+    clean = torch.cat([rest[:, :position], m[:, None], rest[:, position:]], 1)
+    corrupt = clean.clone()
+    corrupt[:, position] = torch.where(m < V // 2, V - 1, 0)
+    keep = answer(clean) != answer(corrupt)
+    return to_tokens(clean[keep], V), to_tokens(corrupt[keep], V), answer(clean[keep]), answer(corrupt[keep])

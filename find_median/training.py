@@ -1,0 +1,44 @@
+"""Train the find_median model and save it to checkpoints/model.pt (beside this file).
+
+    python find_median/training.py                      # the defaults below: the committed checkpoint
+    python find_median/training.py --lr=1e-3 --seed=1   # any value below can be overridden like this
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # `shared` and this task, from anywhere
+
+# --- hyperparameters: edit here, or override with --name=value -----------------------------------------
+n = 7                       # list length (odd)
+V = 64                      # values 0..V-1; the separator token is V
+n_layers = 2                # layer 0 gathers the whole list at SEP, layer 1 selects the median
+n_heads = 1
+d_model = 64
+d_head = 64
+d_mlp = 256                 # None: attention-only
+act_fn = "relu"
+normalization_type = None   # "LN" or None
+uniform_attention = False   # True: freeze every attention to uniform (the averaging baseline the README reports)
+init_scale = 1.0
+batch_size = 512
+max_steps = 8000
+lr = 3e-3
+weight_decay = 0.0
+warmup_steps = 50
+min_lr_frac = 0.1           # the cosine schedule ends at lr * min_lr_frac
+grad_clip = 1.0
+eval_every = 100
+eval_size = 4096            # held-out samples from the training distribution
+target_accuracy = 1.0       # stop early once the held-out accuracy reaches this
+seed = 0                    # fixes the weights and the data stream
+device = "auto"             # "auto" takes CUDA when present
+out = "checkpoints/model.pt"  # relative to this folder
+# ---------------------------------------------------------------------------------------------------------
+
+if __name__ == "__main__":
+    from find_median.dataset import task
+    from shared.cli import apply_overrides
+    from shared.experiment import CLI_LIMITS, run_training
+
+    params = apply_overrides(globals(), **CLI_LIMITS)
+    run_training(task(n, V), params, Path(__file__).resolve().parent / out)
