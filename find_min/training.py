@@ -36,8 +36,6 @@ out = "checkpoints/model.pt"  # relative to this folder
 
 if __name__ == "__main__":
     from find_min.dataset import task
-    from shared.cli import apply_overrides
-    from shared.experiment import CLI_LIMITS, run_training
+    from shared.experiment import main
 
-    params = apply_overrides(globals(), **CLI_LIMITS)
-    run_training(task(n, V), params, Path(__file__).resolve().parent / out)
+    main(task, globals())

@@ -5,6 +5,7 @@ from pathlib import Path
 import torch
 
 from .checkpoint import save_checkpoint
+from .cli import apply_overrides
 from .model import Config, Transformer
 from .tasks import ListTask, accuracy_table, family_accuracies
 from .train import train
@@ -36,6 +37,13 @@ def freeze_uniform_attention(model):
 def held_out(task: ListTask, size: int, seed: int):
     """A fixed sample of the training distribution, from a stream the training batches never use."""
     return task.sample_batch(size, torch.Generator().manual_seed(10_000_019 + seed))
+
+
+def main(task_factory, g: dict):
+    """A task's training.py entry point: apply --name=value overrides to the script's globals `g`, then
+    train and save to `out`, a path relative to the script's folder."""
+    params = apply_overrides(g, **CLI_LIMITS)
+    run_training(task_factory(params["n"], params["V"]), params, Path(g["__file__"]).resolve().parent / params["out"])
 
 
 def run_training(task: ListTask, p: dict, out_path, progress: bool = True):
