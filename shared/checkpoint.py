@@ -12,6 +12,7 @@ import torch
 from .model import Config, Transformer
 
 FORMAT = "transformer-circuits/1"
+SNAPSHOT_FORMAT = "transformer-circuits-snapshots/1"
 
 
 class CheckpointError(ValueError):
@@ -22,11 +23,14 @@ def save_checkpoint(path, model: Transformer, **metadata):
     """Write {format, config, state_dict, metadata} to `path` via a temporary file and a rename, so an
     interrupted save leaves the previous file (or none), never a truncated one. Metadata must be plain
     (numbers, strings, lists, dicts, tensors)."""
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    _atomic_save(path, {"format": FORMAT, "config": dataclasses.asdict(model.cfg), "state_dict": state,
+                        "metadata": metadata})
+
+
+def _atomic_save(path, payload):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    payload = {"format": FORMAT, "config": dataclasses.asdict(model.cfg), "state_dict": state,
-               "metadata": metadata}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -40,7 +44,7 @@ def save_checkpoint(path, model: Transformer, **metadata):
         raise
 
 
-def read_checkpoint(path) -> dict:
+def read_checkpoint(path, fmt=FORMAT, entries=(("config", dict), ("state_dict", dict), ("metadata", dict))) -> dict:
     """The checkpoint's payload, checked for form; raises CheckpointError with a one-line reason."""
     path = Path(path)
     if not path.is_file():
@@ -50,9 +54,9 @@ def read_checkpoint(path) -> dict:
     except Exception as e:  # truncated zip, random bytes, pickled code refused by weights_only ...
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"{path}: not a readable checkpoint ({reason[:200]})") from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a {FORMAT} checkpoint (no matching 'format' entry)")
-    for key, kind in (("config", dict), ("state_dict", dict), ("metadata", dict)):
+    if not isinstance(payload, dict) or payload.get("format") != fmt:
+        raise CheckpointError(f"{path}: not a {fmt} file (no matching 'format' entry)")
+    for key, kind in entries:
         if not isinstance(payload.get(key), kind):
             raise CheckpointError(f"{path}: checkpoint has no valid '{key}' entry")
     return payload
@@ -66,12 +70,19 @@ def load_checkpoint(path, device="cpu", **expected) -> Transformer:
     not fit its own config.
     """
     payload = read_checkpoint(path)
+    model = _build(path, payload["config"], payload["state_dict"], expected)
+    model.metadata = payload["metadata"]
+    return model.to(device).eval()
+
+
+def _build(path, config: dict, state: dict, expected: dict) -> Transformer:
+    """The Transformer of `config` holding `state`, after checking both (CheckpointError otherwise)."""
     known = {f.name for f in dataclasses.fields(Config)}
-    unknown = set(payload["config"]) - known
+    unknown = set(config) - known
     if unknown:
         raise CheckpointError(f"{path}: config has unknown fields {sorted(unknown)}")
     try:
-        cfg = Config(**payload["config"])
+        cfg = Config(**config)
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{path}: invalid config ({e})") from None
     for name, value in expected.items():
@@ -79,9 +90,10 @@ def load_checkpoint(path, device="cpu", **expected) -> Transformer:
             raise TypeError(f"load_checkpoint: {name!r} is not a Config field")
         if getattr(cfg, name) != value:
             raise CheckpointError(f"{path}: config mismatch: {name}={getattr(cfg, name)!r}, expected {value!r}")
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: weights are a {type(state).__name__}, not a name -> tensor mapping")
     model = Transformer(cfg)
     own = model.state_dict()
-    state = payload["state_dict"]
     if set(state) != set(own):
         missing, extra = sorted(set(own) - set(state)), sorted(set(state) - set(own))
         raise CheckpointError(f"{path}: weights do not match the config (missing {missing[:3]}, "
@@ -91,6 +103,24 @@ def load_checkpoint(path, device="cpu", **expected) -> Transformer:
             shape = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
             raise CheckpointError(f"{path}: weight {name} has shape {shape}, config implies "
                                   f"{tuple(own[name].shape)}")
-    model.load_state_dict(state)
-    model.metadata = payload["metadata"]
-    return model.to(device).eval()
+    model.load_state_dict({k: v.float() for k, v in state.items()})
+    return model.eval()
+
+
+def save_snapshots(path, cfg: Config, steps, states):
+    """Weights at several training steps, in float16 (half the size; the measures taken on them do not need
+    more precision), in one file written atomically."""
+    if len(steps) != len(states):
+        raise ValueError("one state dict per step")
+    half = [{k: v.detach().cpu().to(torch.float16) for k, v in state.items()} for state in states]
+    _atomic_save(path, {"format": SNAPSHOT_FORMAT, "config": dataclasses.asdict(cfg), "steps": list(steps),
+                        "state_dicts": half})
+
+
+def load_snapshots(path, **expected) -> list:
+    """[(step, model)] from save_snapshots, in step order; the same checks and errors as load_checkpoint."""
+    payload = read_checkpoint(path, SNAPSHOT_FORMAT, (("config", dict), ("steps", list), ("state_dicts", list)))
+    if len(payload["steps"]) != len(payload["state_dicts"]):
+        raise CheckpointError(f"{path}: {len(payload['steps'])} steps but {len(payload['state_dicts'])} snapshots")
+    return [(step, _build(path, payload["config"], state, expected))
+            for step, state in zip(payload["steps"], payload["state_dicts"])]

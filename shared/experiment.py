@@ -4,11 +4,11 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import save_checkpoint
+from .checkpoint import save_checkpoint, save_snapshots
 from .cli import apply_overrides
 from .model import Config, Transformer
 from .tasks import ListTask, accuracy_table, family_accuracies
-from .train import train
+from .train import snapshot_schedule, train
 
 CLI_LIMITS = dict(  # passed to shared.cli.apply_overrides by every task's training.py
     zero_ok=("weight_decay", "warmup_steps", "grad_clip", "seed", "snapshots"),
@@ -51,6 +51,7 @@ def run_training(task: ListTask, p: dict, out_path, progress: bool = True):
 
     Ctrl-C stops training early; the model reached so far is then saved beside out_path as
     *.interrupted.pt, so the finished checkpoint at out_path is never replaced by a partial one.
+    With p["snapshots"] = N > 0, weights at about N log-spaced steps (and the last) go to *.snapshots.pt.
     Returns (model, history).
     """
     out_path = Path(out_path)
@@ -58,13 +59,20 @@ def run_training(task: ListTask, p: dict, out_path, progress: bool = True):
     if p.get("uniform_attention"):
         freeze_uniform_attention(model)
     print(f"{task.name}: n={task.n}, V={task.V}, {sum(x.numel() for x in model.parameters())} parameters")
+    steps, states = [], []
+
+    def keep(step, m):
+        steps.append(step)
+        states.append({k: v.detach().cpu().clone() for k, v in m.state_dict().items()})
+
     t0 = time.perf_counter()
     history = train(model, task.sample_batch, *held_out(task, p["eval_size"], p["seed"]),
                         max_steps=p["max_steps"], batch_size=p["batch_size"], lr=p["lr"],
                         weight_decay=p["weight_decay"], warmup_steps=p["warmup_steps"],
                         min_lr_frac=p["min_lr_frac"], grad_clip=p["grad_clip"], eval_every=p["eval_every"],
                         target_accuracy=p["target_accuracy"], seed=p["seed"], device=p["device"],
-                    progress=progress)
+                    progress=progress, snapshot_steps=snapshot_schedule(p["max_steps"], p.get("snapshots", 0)),
+                    on_snapshot=keep)
     interrupted = history["interrupted"]
     if interrupted:
         out_path = out_path.with_suffix(".interrupted.pt")
@@ -76,4 +84,10 @@ def run_training(task: ListTask, p: dict, out_path, progress: bool = True):
     save_checkpoint(out_path, model, task=task.name, hyperparameters=p, history=history,
                     train_seconds=seconds, family_accuracy=accuracies)
     print(f"{'interrupted after' if interrupted else 'trained in'} {seconds:.1f} s; saved {out_path}")
+    if p.get("snapshots"):
+        if not steps or steps[-1] != history["stopped_at"]:
+            keep(history["stopped_at"], model)
+        snapshot_path = out_path.with_suffix(".snapshots.pt")
+        save_snapshots(snapshot_path, model.cfg, steps, states)
+        print(f"saved {len(steps)} snapshots (steps {steps[0]}..{steps[-1]}) to {snapshot_path}")
     return model, history

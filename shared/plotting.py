@@ -81,3 +81,31 @@ def training_curves(history, title=None):
     if title:
         fig.suptitle(title)
     return fig
+
+
+def progress_curves(series, history, panels: dict, marks: dict = None, title=None):
+    """The loss curve beside progress measures against the training step (symlog x, so step 0 shows).
+
+    series: {"step": [...], measure: [...]} (shared.progress.track); panels: {panel title: [measures]};
+    marks: {measure: step} drawn as a dotted line in the measure's colour (when it formed).
+    """
+    marks = marks or {}
+    fig, axes = plt.subplots(1, len(panels) + 1, figsize=(4.2 * (len(panels) + 1), 3.4), constrained_layout=True)
+    axes[0].plot(history["step"], history["train_loss"], label="train")
+    axes[0].plot(history["step"], history["eval_loss"], label="held-out")
+    axes[0].set_yscale("log")
+    axes[0].set_ylabel("loss")
+    axes[0].legend(fontsize=7)
+    for ax, (panel, names) in zip(axes[1:], panels.items()):
+        for name in names:
+            line, = ax.plot(series["step"], series[name], marker=".", label=name)
+            if marks.get(name) is not None:
+                ax.axvline(marks[name], color=line.get_color(), ls=":", lw=1.2)
+        ax.set_title(panel, fontsize=10)
+        ax.legend(fontsize=6)
+    for ax in axes:
+        ax.set_xscale("symlog", linthresh=10)
+        ax.set_xlabel("step")
+    if title:
+        fig.suptitle(title)
+    return fig

@@ -30,6 +30,14 @@ def evaluate(model, tokens, targets, batch_size: int = 8192):
     return loss / len(tokens), correct / len(tokens)
 
 
+def snapshot_schedule(max_steps: int, count: int) -> list:
+    """About `count` steps from 0 to max_steps, log-spaced (circuits change fastest early), no repeats."""
+    if count <= 0:
+        return []
+    ratio = max_steps ** (1 / max(1, count - 2))
+    return sorted({0, max_steps} | {min(max_steps, round(ratio ** i)) for i in range(count - 1)})
+
+
 def lr_at(step: int, lr: float, warmup_steps: int, max_steps: int, min_lr_frac: float) -> float:
     """Linear warmup to lr, then cosine decay to lr * min_lr_frac at max_steps."""
     if step < warmup_steps:

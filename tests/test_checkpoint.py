@@ -54,7 +54,7 @@ def test_not_a_checkpoint(tmp_path):
     assert_one_line_error(junk, "not a readable checkpoint")
     tensor = tmp_path / "tensor.pt"
     torch.save(torch.zeros(3), tensor)
-    assert_one_line_error(tensor, "not a transformer-circuits/1 checkpoint")
+    assert_one_line_error(tensor, "not a transformer-circuits/1 file")
     no_weights = tmp_path / "no_weights.pt"
     torch.save({"format": ckpt.FORMAT, "config": {}, "state_dict": [], "metadata": {}}, no_weights)
     assert_one_line_error(no_weights, "no valid 'state_dict'")
