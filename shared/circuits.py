@@ -356,24 +356,31 @@ def attend_only_to(layer, head, key_positions, query_pos=-1):
 @torch.no_grad()
 def select_and_copy(model, tokens, layer=0, head=0):
     """The prediction of a 'select, then copy' reading of one head: take the key position (SEP excluded)
-    with the highest score from the last query, then the argmax of the head's full OV circuit row for the
-    token there. For layer 0 the scores come from the weights alone (the full QK circuit with positions,
-    exact); for a later layer, whose query and keys depend on the input, from the real pre-softmax scores.
-    Returns (answers, chosen positions)."""
+    with the highest score from the last query, then read the answer off what the head would write if it
+    attended to that key alone. Returns (answers, chosen positions).
+
+    For a one-layer, attention-only model without LayerNorm everything comes from the weights and is exact
+    under that one-hot assumption: the full QK circuit (positions included) picks the key, and the logits
+    are the query token's direct path plus the head's OV output for the chosen token at its position, with
+    every bias. For any other model the scores are the head's real pre-softmax scores (its query and keys
+    depend on earlier layers) and the answer is the argmax of the head's full OV row for the chosen token.
+    """
     B, P = tokens.shape
     rows = torch.arange(B)
-    if layer == 0:
+    exact = model.cfg.n_layers == 1 and model.cfg.d_mlp is None and model.cfg.normalization_type is None
+    if exact:
         scores = full_qk_circuit(model, head, tokens[0, -1].item(), P - 1, range(P - 1), layer)  # [pos, vocab]
-        per_key = scores[torch.arange(P - 1), tokens[:, :-1]]  # [batch, pos]
-    else:
-        _, cache = model.run_with_cache(tokens, names_filter=f"blocks.{layer}.attn.hook_attn_scores")
-        per_key = cache["attn_scores", layer][:, head, -1, :-1]
-    chosen = per_key.argmax(-1)
-    token = tokens[rows, chosen]
-    if _has_ln(model, layer) and layer == 0:
-        ov = torch.stack([full_ov_circuit(model, head, layer, position=p) for p in range(P - 1)])
-        return ov[chosen, token].argmax(-1), chosen
-    return full_ov_circuit(model, head, layer)[token].argmax(-1), chosen
+        chosen = scores[torch.arange(P - 1), tokens[:, :-1]].argmax(-1)
+        attn = model.blocks[0].attn
+        x_query = model.W_E[tokens[:, -1]] + model.W_pos[P - 1]
+        x_key = model.W_E[tokens[rows, chosen]] + model.W_pos[chosen]
+        head_out = (x_key @ attn.W_V[head] + attn.b_V[head]) @ attn.W_O[head] + attn.b_O
+        return ((x_query + head_out) @ model.W_U + model.b_U).argmax(-1), chosen
+    _, cache = model.run_with_cache(tokens, names_filter=f"blocks.{layer}.attn.hook_attn_scores")
+    chosen = cache["attn_scores", layer][:, head, -1, :-1].argmax(-1)
+    if _has_ln(model, layer):
+        raise ValueError("select_and_copy reads the OV circuit without LayerNorm; this layer has ln1")
+    return full_ov_circuit(model, head, layer)[tokens[rows, chosen]].argmax(-1), chosen
 
 
 @torch.no_grad()

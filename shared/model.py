@@ -213,7 +213,7 @@ class Transformer(nn.Module):
             raise ValueError(f"tokens must be [batch, pos] with pos <= n_ctx={self.cfg.n_ctx}, "
                              f"got shape {tuple(tokens.shape)}")
         pos = self.pos_embed.W_pos[: tokens.shape[1]].expand(tokens.shape[0], -1, -1)  # a view, no copy
-        x = self.hook_embed(self.embed.W_E[tokens]) + self.hook_pos_embed(pos)
+        x = self.hook_embed(F.embedding(tokens, self.embed.W_E)) + self.hook_pos_embed(pos)
         for block in self.blocks:
             x = block(x)
         return self.ln_final(x) @ self.unembed.W_U + self.unembed.b_U

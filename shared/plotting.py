@@ -105,6 +105,7 @@ def progress_curves(series, history, panels: dict, marks: dict = None, title=Non
         ax.legend(fontsize=6)
     for ax in axes:
         ax.set_xscale("symlog", linthresh=10)
+        ax.set_xlim(left=0)
         ax.set_xlabel("step")
     if title:
         fig.suptitle(title)

@@ -211,3 +211,14 @@ def test_path_ablation_finds_the_v_path():
     assert C.composition_scores(model, "Q")[0, 0, 1, 0] == pytest.approx(0.0)
     with pytest.raises(ValueError, match="later layer"):
         C.path_ablation_accuracy(model, tokens, targets, (1, 0), (0, 0), "V", tokens)
+
+
+def test_select_and_copy_on_handbuilt_models(model, batch):
+    tokens, targets = batch
+    answers, chosen = C.select_and_copy(model, tokens)
+    assert torch.equal(answers, targets)
+    assert torch.equal(tokens[torch.arange(len(tokens)), chosen], targets)
+    from handbuilt import min_then_move_model
+    two = min_then_move_model(N, V)
+    answers, chosen = C.select_and_copy(two, tokens, layer=0, head=0)  # real scores, OV row of the pick
+    assert torch.equal(tokens[torch.arange(len(tokens)), chosen], targets)

@@ -63,3 +63,18 @@ def test_schedule():
     assert lr_at(9, 1.0, 10, 100, 0.1) == pytest.approx(1.0)
     assert lr_at(100, 1.0, 10, 100, 0.1) == pytest.approx(0.1)
     assert lr_at(55, 1.0, 10, 100, 0.1) == pytest.approx(0.55)
+
+
+def test_same_seed_same_weights_at_scale():
+    """A model and batch large enough that the CPU kernels run multi-threaded: the embedding's backward must
+    still be deterministic (indexing W_E[tokens] was not, with two threads)."""
+    from find_median.dataset import task
+    T = task()
+    held_out = T.sample_batch(256, torch.Generator().manual_seed(1))
+    weights = []
+    for _ in range(2):
+        model = Transformer(Config(n_layers=2, d_mlp=256, n_ctx=8, d_vocab=65, d_vocab_out=64))
+        train(model, T.sample_batch, *held_out, max_steps=40, batch_size=512, lr=3e-3, eval_every=1000,
+              progress=False)
+        weights.append([p.detach().clone() for p in model.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*weights))
