@@ -28,7 +28,7 @@ def accuracy_block(task_name):
             f"{meta['history']['stopped_at']} steps, {meta['train_seconds']:.0f} s of training on 2 CPU cores.")
     averaging = ROOT / task_name / "checkpoints/averaging.pt"
     if averaging.exists():  # the task's averaging baseline goes beside the model, on the same inputs
-        head += (" Averaging baseline: the same script with `--n_layers=1 --d_mlp=None --uniform_attention=true`"
+        head += (" Averaging baseline: the same script with `--n_layers=1 --d_mlp=None --uniform_attention=true --max_steps=3000 --out=checkpoints/averaging.pt`"
                  " (one head, attention frozen uniform).")
         model = {"model": model, "averaging": load_checkpoint(averaging)}
     return head + "\n\n" + accuracy_table(model, evaluation_suite(task))
