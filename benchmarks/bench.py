@@ -1,0 +1,138 @@
+"""Training speed of both tasks, and the cost of our hook machinery against plain PyTorch and TransformerLens.
+
+    python benchmarks/bench.py            # about 6 minutes on 2 CPU cores
+    python benchmarks/bench.py --readme   # also rewrite the benchmark table in README.md
+
+For each task, with the default hyperparameters of its training.py:
+  * one full training run (early stop at 99.9% held-out): steps/s and the seconds to 99% and 99.9%;
+  * the time of one training step (forward, backward, AdamW) of our model with no hooks attached, as a ratio
+    to a plain PyTorch model of the same sizes (fused qkv projection, scaled_dot_product_attention, no
+    hook points), and to TransformerLens' HookedTransformer when transformer_lens (<4) is installed.
+Ratios are medians over interleaved repetitions, so both sides see the same machine load.
+"""
+import importlib
+import math
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from shared.cli import hyperparameters  # noqa: E402
+from shared.experiment import held_out, model_config  # noqa: E402
+from shared.model import Transformer  # noqa: E402
+from shared.train import train  # noqa: E402
+
+
+class PlainTransformer(nn.Module):
+    """The reference: the same architecture written plainly, with no hook points and a fused qkv weight."""
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.cfg = cfg
+        H, d, dh = cfg.n_heads, cfg.d_model, cfg.d_head
+        self.embed = nn.Embedding(cfg.d_vocab, d)
+        self.pos = nn.Parameter(torch.randn(cfg.n_ctx, d))
+        self.qkv = nn.ModuleList(nn.Linear(d, 3 * H * dh) for _ in range(cfg.n_layers))
+        self.out = nn.ModuleList(nn.Linear(H * dh, d) for _ in range(cfg.n_layers))
+        self.mlps = nn.ModuleList(nn.Sequential(nn.Linear(d, cfg.d_mlp), nn.ReLU(), nn.Linear(cfg.d_mlp, d))
+                                  for _ in range(cfg.n_layers)) if cfg.d_mlp else None
+        self.unembed = nn.Linear(d, cfg.d_vocab_out)
+
+    def forward(self, tokens):
+        B, P = tokens.shape
+        H, dh = self.cfg.n_heads, self.cfg.d_head
+        x = self.embed(tokens) + self.pos[:P]
+        for l in range(self.cfg.n_layers):
+            q, k, v = self.qkv[l](x).view(B, P, 3 * H, dh).transpose(1, 2).split(H, dim=1)
+            z = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            x = x + self.out[l](z.transpose(1, 2).reshape(B, P, H * dh))
+            if self.mlps is not None:
+                x = x + self.mlps[l](x)
+        return self.unembed(x)
+
+
+def step_seconds(model, batches, steps):
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    t0 = time.perf_counter()
+    for tokens, targets in batches[:steps]:
+        loss = F.cross_entropy(model(tokens)[:, -1], targets)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return (time.perf_counter() - t0) / steps
+
+
+def step_ratios(cfg, task, batch_size, reps=7, steps=30):
+    """{name: median over reps of (its step time / the plain model's)} with interleaved repetitions."""
+    gen = torch.Generator().manual_seed(0)
+    batches = [task.sample_batch(batch_size, gen) for _ in range(steps)]
+    models = {"ours": Transformer(cfg), "plain": PlainTransformer(cfg)}
+    try:
+        from shared.interop import to_hooked_transformer
+        models["TransformerLens"] = to_hooked_transformer(Transformer(cfg)).train()
+    except ImportError:
+        pass
+    for m in models.values():
+        step_seconds(m.train(), batches, 5)  # warm-up
+    times = {name: [] for name in models}
+    for _ in range(reps):
+        for name, m in models.items():
+            times[name].append(step_seconds(m, batches, steps))
+    plain = times["plain"]
+    return ({name: statistics.median(t / p for t, p in zip(ts, plain)) for name, ts in times.items()},
+            statistics.median(times["ours"]))
+
+
+def first_reaching(history, threshold):
+    for acc, seconds, step in zip(history["eval_accuracy"], history["seconds"], history["step"]):
+        if acc >= threshold:
+            return seconds, step
+    return math.nan, None
+
+
+def bench_task(name):
+    p = hyperparameters(vars(importlib.import_module(f"{name}.training")))
+    task = importlib.import_module(f"{name}.dataset").task(p["n"], p["V"])
+    cfg = model_config(task, p)
+    ratios, step_time = step_ratios(cfg, task, p["batch_size"])
+    model = Transformer(cfg)
+    history = train(model, task.sample_batch, *held_out(task, p["eval_size"], p["seed"]), max_steps=p["max_steps"],
+                    batch_size=p["batch_size"], lr=p["lr"], weight_decay=p["weight_decay"],
+                    warmup_steps=p["warmup_steps"], min_lr_frac=p["min_lr_frac"], grad_clip=p["grad_clip"],
+                    eval_every=p["eval_every"], target_accuracy=0.999, seed=p["seed"], progress=False)
+    t99, _ = first_reaching(history, 0.99)
+    t999, s999 = first_reaching(history, 0.999)
+    steps_per_s = history["stopped_at"] / history["seconds"][-1]
+    tl = f"{ratios['TransformerLens']:.2f}x" if "TransformerLens" in ratios else "not installed"
+    return (f"| {name} | {cfg.n_layers}L {cfg.n_heads}H d{cfg.d_model}{' MLP ' + str(cfg.d_mlp) if cfg.d_mlp else ''}"
+            f" | {steps_per_s:.0f} | {t99:.1f} s | {t999:.1f} s (step {s999}) | {step_time * 1000:.1f} ms |"
+            f" {ratios['ours']:.2f}x | {tl} |")
+
+
+def main():
+    torch.set_flush_denormal(True)
+    rows = [bench_task(name) for name in ("find_min", "find_median")]
+    table = "\n".join([
+        f"Measured on {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
+        f"{time.strftime('%Y-%m-%d')}.",
+        "",
+        "| task | model | steps/s | to 99% | to 99.9% | step (ours) | ours / plain | TransformerLens / plain |",
+        "|---|---|---:|---:|---:|---:|---:|---:|", *rows])
+    print(table)
+    if "--readme" in sys.argv:
+        sys.path.insert(0, str(ROOT / "tests"))
+        from readme_tables import rewrite
+        readme = ROOT / "README.md"
+        readme.write_text(rewrite(readme.read_text(), {"benchmark": table}))
+
+
+if __name__ == "__main__":
+    main()
