@@ -125,3 +125,12 @@ def test_small_training_run_learns(tmp_path):
     model = load_checkpoint(out, n_ctx=4, d_vocab=9)
     for name, accuracy in family_accuracies(model, task(n=3, V=8).families(size=1000, seed=3)).items():
         assert accuracy >= 0.97, name
+
+
+def test_mistakes_are_near_misses(model, suite):
+    """The notebook: remaining mistakes answer a value next to the median in sorted order."""
+    from shared.tasks import mistakes
+    wrong = mistakes(model, suite, limit=200)
+    assert len(wrong) <= 0.001 * sum(len(y) for _, y in suite.values())
+    near = [w for w in wrong if any(abs(i - 3) == 1 for i, v in enumerate(sorted(w[1])) if v == w[3])]
+    assert len(near) >= 0.8 * len(wrong)
