@@ -68,7 +68,7 @@ def full_ov_circuit(model, head, layer=0, position=None, final_scale=None):
     LayerNorm's centring and weight are applied exactly. Biases (b_V, b_O, b_U) are left out: they shift
     every row alike. For a later layer this is the direct path only.
     """
-    ln, attn = model.blocks[layer].ln1, model.blocks[layer].attn
+    ln = model.blocks[layer].ln1
     x = model.W_E if position is None else model.W_E + model.W_pos[position]
     out = _ln(ln, x) @ W_OV(model, layer, head)
     if not isinstance(model.ln_final, torch.nn.Identity):

@@ -10,7 +10,6 @@ from find_min.dataset import answer, task
 from shared import circuits as C
 from shared import load_checkpoint
 from shared.tasks import evaluation_suite, family_accuracies
-from shared.train import evaluate
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -108,7 +108,6 @@ def test_replacing_pattern_matches_hand_computation():
     """Attention forced one-hot onto position 0: every position's head output is head(token 0)."""
     m = Transformer(SMALL).eval()
     x = tokens()
-    P = x.shape[1]
 
     def attend_to_first(pattern, hook):
         new = torch.zeros_like(pattern)
