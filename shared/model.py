@@ -100,7 +100,7 @@ class Attention(nn.Module):
         self._hooks = [self.hook_q, self.hook_k, self.hook_v, self.hook_attn_scores, self.hook_pattern,
                        self.hook_z, self.hook_result]
 
-    def forward(self, x):  # x [batch, pos, d_model]
+    def forward(self, x, last_only=False):  # x [batch, pos, d_model]
         if any(h.fwd_hooks for h in self._hooks):
             return self._forward_hooked(x)
         B, P, d = x.shape
@@ -109,7 +109,9 @@ class Attention(nn.Module):
         b_QKV = torch.cat([self.b_Q, self.b_K, self.b_V]).reshape(3 * H * dh)
         qkv = torch.addmm(b_QKV, x.reshape(B * P, d), W_QKV).view(B, P, 3 * H, dh).transpose(1, 2)
         q, k, v = qkv.split(H, dim=1)  # each [batch, head, pos, d_head]
-        z = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        if last_only:  # the last query sees every key, so no mask is needed
+            q, P = q[:, :, -1:], 1
+        z = F.scaled_dot_product_attention(q, k, v, is_causal=not last_only)
         z = z.transpose(1, 2).reshape(B * P, H * dh)
         return torch.addmm(self.b_O, z, self.W_O.reshape(H * dh, d)).view(B, P, d)
 
@@ -139,8 +141,10 @@ class MLP(nn.Module):
         self.hook_pre = HookPoint()  # [batch, pos, d_mlp]
         self.hook_post = HookPoint()  # [batch, pos, d_mlp]
 
-    def forward(self, x):
-        return self.hook_post(self.act(self.hook_pre(x @ self.W_in + self.b_in))) @ self.W_out + self.b_out
+    def forward(self, x):  # addmm: one fused kernel for the product and the bias
+        pre = torch.addmm(self.b_in, x.reshape(-1, x.shape[-1]), self.W_in).view(*x.shape[:-1], -1)
+        post = self.hook_post(self.act(self.hook_pre(pre)))
+        return torch.addmm(self.b_out, post.reshape(-1, post.shape[-1]), self.W_out).view(x.shape)
 
 
 class Block(nn.Module):
@@ -159,9 +163,10 @@ class Block(nn.Module):
             self.hook_resid_mid = HookPoint()
             self.hook_mlp_out = HookPoint()
 
-    def forward(self, x):
+    def forward(self, x, last_only=False):  # last_only: keys and values at every position, the rest at the last
         x = self.hook_resid_pre(x)
-        x = x + self.hook_attn_out(self.attn(self.ln1(x)))
+        attn_out = self.hook_attn_out(self.attn(self.ln1(x), last_only))
+        x = (x[:, -1:] if last_only else x) + attn_out
         if self.mlp is not None:
             x = self.hook_resid_mid(x)
             x = x + self.hook_mlp_out(self.mlp(self.ln2(x)))
@@ -208,15 +213,23 @@ class Transformer(nn.Module):
                 module.name = name
                 self.hook_dict[name] = module
 
-    def forward(self, tokens):  # tokens [batch, pos] -> logits [batch, pos, d_vocab_out]
+    def forward(self, tokens, last_only=False):  # tokens [batch, pos] -> logits [batch, pos, d_vocab_out]
+        """last_only: return logits [batch, 1, d_vocab_out] for the last position alone. Every task reads its
+        answer there, so training and evaluation use it: with no hook attached, the last block then computes
+        its query, MLP and the unembedding at that one position. Hooks always see every position."""
         if tokens.dim() != 2 or tokens.shape[1] > self.cfg.n_ctx:
             raise ValueError(f"tokens must be [batch, pos] with pos <= n_ctx={self.cfg.n_ctx}, "
                              f"got shape {tuple(tokens.shape)}")
         pos = self.pos_embed.W_pos[: tokens.shape[1]].expand(tokens.shape[0], -1, -1)  # a view, no copy
         x = self.hook_embed(F.embedding(tokens, self.embed.W_E)) + self.hook_pos_embed(pos)
-        for block in self.blocks:
-            x = block(x)
-        return self.ln_final(x) @ self.unembed.W_U + self.unembed.b_U
+        shortcut = last_only and not any(hp.fwd_hooks for hp in self.hook_dict.values())
+        for i, block in enumerate(self.blocks):
+            x = block(x, shortcut and i == len(self.blocks) - 1)
+        x = self.ln_final(x)
+        if last_only:
+            x = x[:, -1:]
+        B, P, d = x.shape
+        return torch.addmm(self.unembed.b_U, x.reshape(B * P, d), self.unembed.W_U).view(B, P, -1)
 
     # Stacked weights [n_layers, n_heads, ...], as TransformerLens' HookedTransformer has them.
     W_E = property(lambda self: self.embed.W_E)

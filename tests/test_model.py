@@ -55,6 +55,19 @@ def test_fast_path_equals_hooked_path(model):
     assert torch.allclose(model(x), hooked, atol=1e-5)
 
 
+def test_last_only_equals_last_position(model):
+    x = tokens()
+    full = model(x)
+    assert torch.allclose(model(x, last_only=True), full[:, -1:], atol=1e-5)
+    # with a hook attached everything is computed, so the hook sees every position of the last block
+    last = f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"
+    seen = []
+    with model.hooks([(last, lambda act, hook: seen.append(act.shape))]):
+        out = model(x, last_only=True)
+    assert seen == [(5, 6, model.cfg.d_model)]
+    assert torch.allclose(out, full[:, -1:], atol=1e-5)
+
+
 def test_cache_names_and_shapes(model):
     cfg = model.cfg
     B, P, H, d, dh = 5, 6, cfg.n_heads, cfg.d_model, cfg.d_head
