@@ -37,21 +37,24 @@ def balanced(size, n, V, gen):
 
 def hard(size, n, V, gen):
     """Lists of few distinct values around a uniform median m. Each side (the k values below m, the k
-    above) gets an anchor a: one to three values from m (40%), at the end of the range (20%) or anywhere
-    between (40%); then, at random for the whole side, every value is a, every value is a or m, or every
-    value is uniform between a and m. This covers near ties, runs of the median, two-valued lists and
-    halves pushed to the extremes, which uniform lists almost never show."""
+    above) gets an anchor a: near m (40%; of those, a = m itself 20%, one value away 40%, two or three
+    40%), at the end of the range (20%) or anywhere between (40%); then, at random for the whole list, every
+    value is its side's anchor, every value is the anchor or m, or every value is uniform between the anchor
+    and m. This covers near ties (m-1s, m and m+1s), runs of the median (a = m), two-valued lists and halves
+    pushed to the extremes, which uniform lists almost never show."""
     k = n // 2
     m = torch.randint(0, V, (size,), generator=gen)
+    mode = torch.randint(0, 3, (size, 1), generator=gen)  # one mode for both sides, so near ties are common
 
     def side(room):  # [size, k] values on one side, as distances from m (room: how far the range allows)
-        near = torch.randint(1, 4, (size,), generator=gen)
+        r_near = torch.rand(size, generator=gen)
+        far = torch.randint(2, 4, (size,), generator=gen)
+        near = torch.where(r_near < 0.2, 0, torch.where(r_near < 0.6, 1, far))
         anywhere = uniform_below(room, 1, gen)[:, 0]
         r = torch.rand(size, generator=gen)
         dist = torch.minimum(torch.where(r < 0.4, near, torch.where(r < 0.6, room, anywhere)), room)
         spread = uniform_below(dist, k, gen)
         either = torch.where(torch.rand(size, k, generator=gen) < 0.5, dist[:, None], 0)
-        mode = torch.randint(0, 3, (size, 1), generator=gen)
         return torch.where(mode == 0, dist[:, None].expand(size, k), torch.where(mode == 1, either, spread))
 
     return shuffle_rows(torch.cat([m[:, None], m[:, None] - side(m), m[:, None] + side(V - 1 - m)], 1), gen)

@@ -60,11 +60,16 @@ def test_accuracy_per_family(model, suite):
         assert accuracy >= 0.99, name
 
 
-def test_beats_averaging(model, averaging, suite):
-    ours, avg = family_accuracies(model, suite), family_accuracies(averaging, suite)
-    assert avg["uniform (100,000)"] < ours["uniform (100,000)"]
-    assert avg["near tie (m-1 below, m+1 above)"] < 0.5  # the notebook: near ties defeat averaging
-    assert sum(ours.values()) > sum(avg.values())
+def test_averaging_is_an_l1_median(averaging, suite):
+    """The notebook: argmax_m -sum_i |x_i - m| is exactly the median (so averaging can be exact), and the
+    averaging model's answers follow that score."""
+    tokens, targets = suite["uniform (100,000)"]
+    tokens, targets = tokens[:20000], targets[:20000]
+    S = -(tokens[:, :-1, None] - torch.arange(64)).abs().sum(1)
+    assert torch.equal(S.argmax(-1), targets)
+    assert (averaging(tokens)[:, -1].argmax(-1) == S.argmax(-1)).float().mean() > 0.99
+    _, cache = averaging.run_with_cache(tokens[:100], names_filter="blocks.0.attn.hook_pattern")
+    assert torch.allclose(cache["pattern", 0][:, 0, -1], torch.full((100, 8), 1 / 8))  # uniform at SEP
 
 
 def test_averaging_scores_by_absolute_deviation(averaging, suite):
@@ -76,11 +81,14 @@ def test_averaging_scores_by_absolute_deviation(averaging, suite):
     assert torch.corrcoef(torch.stack([centre(logits), centre(S)]))[0, 1] > 0.95
 
 
-def test_mlp1_writes_the_answer(model, uniform):
+def test_layer1_head_writes_the_answer(model, uniform):
+    """The notebook: L1H0's direct logits alone mostly give the answer; with MLP 1's, almost always."""
     tokens, _ = uniform
-    _, cache = model.run_with_cache(tokens, names_filter="blocks.1.hook_mlp_out")
-    direct = (cache["blocks.1.hook_mlp_out"][:, -1] @ model.W_U).argmax(-1)
-    assert (direct == model(tokens)[:, -1].argmax(-1)).float().mean() > 0.99
+    _, cache = model.run_with_cache(tokens, names_filter=["blocks.1.attn.hook_result", "blocks.1.hook_mlp_out"])
+    head = cache["blocks.1.attn.hook_result"][:, -1, 0]
+    answer = model(tokens)[:, -1].argmax(-1)
+    assert ((head @ model.W_U).argmax(-1) == answer).float().mean() > 0.95
+    assert (((head + cache["blocks.1.hook_mlp_out"][:, -1]) @ model.W_U).argmax(-1) == answer).float().mean() > 0.99
 
 
 def test_named_heads_matter(model, uniform):
@@ -113,7 +121,20 @@ def test_select_then_copy_agreement(model, suite):
     tokens, _ = suite["uniform (100,000)"]
     predicted, _ = C.select_and_copy(model, tokens, layer=1, head=0)
     agree = (predicted == model(tokens)[:, -1].argmax(-1)).float().mean().item()
-    assert agree > 0.8  # the notebook reports the exact figure and says where MLP 1 takes over
+    assert agree >= 0.99  # the issue's bar; the notebook reports the exact figure and the misses
+
+
+def test_select_then_copy_misses(model, suite):
+    """The notebook's two kinds of miss on the families: median selected but not copied, another value selected;
+    and agreement lower for medians near the ends of the range."""
+    x = torch.cat([x for name, (x, _) in suite.items() if name != "uniform (100,000)"])
+    y = torch.cat([y for name, (_, y) in suite.items() if name != "uniform (100,000)"])
+    predicted, chosen = C.select_and_copy(model, x, layer=1)
+    miss = predicted != model(x)[:, -1].argmax(-1)
+    selected_median = x[torch.arange(len(x)), chosen] == y
+    assert (miss & selected_median).any() and (miss & ~selected_median).any()
+    edge = (y < 8) | (y >= 56)
+    assert (~miss[edge]).float().mean() < (~miss[~edge]).float().mean()
 
 
 def test_small_training_run_learns(tmp_path):
