@@ -105,7 +105,8 @@ class Attention(nn.Module):
             return self._forward_hooked(x)
         B, P, d = x.shape
         H, dh = self.W_Q.shape[0], self.W_Q.shape[2]
-        W_QKV = torch.cat([self.W_Q, self.W_K, self.W_V]).transpose(0, 1).reshape(d, 3 * H * dh)
+        # [d_model, (q|k|v, head, d_head)]; a view per weight when H = 1, so one copy (the cat) in all
+        W_QKV = torch.cat([W.transpose(0, 1).reshape(d, H * dh) for W in (self.W_Q, self.W_K, self.W_V)], dim=1)
         b_QKV = torch.cat([self.b_Q, self.b_K, self.b_V]).reshape(3 * H * dh)
         qkv = torch.addmm(b_QKV, x.reshape(B * P, d), W_QKV).view(B, P, 3 * H, dh).transpose(1, 2)
         q, k, v = qkv.split(H, dim=1)  # each [batch, head, pos, d_head]
