@@ -384,6 +384,16 @@ def select_and_copy(model, tokens, layer=0, head=0):
 
 
 @torch.no_grad()
+def select_and_copy_misses(model, tokens, targets, layer=0, head=0):
+    """Where select_and_copy disagrees with the model, and which step failed. Returns boolean masks [batch]
+    (miss, selected_answer): miss where its answer differs from the model's; selected_answer where the chosen
+    key holds the correct answer, so a miss there is the copy step's, elsewhere the selection's."""
+    predicted, chosen = select_and_copy(model, tokens, layer, head)
+    miss = predicted != model(tokens, last_only=True)[:, -1].argmax(-1)
+    return miss, tokens[torch.arange(len(tokens)), chosen] == targets
+
+
+@torch.no_grad()
 def attention_on(model, tokens, key_mask):
     """[n_layers, n_heads]: mean over the batch of the attention the last position pays to the keys where
     key_mask [batch, k <= pos] is True (summed over those keys, so duplicates of a value count together;

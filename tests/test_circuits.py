@@ -222,3 +222,5 @@ def test_select_and_copy_on_handbuilt_models(model, batch):
     two = min_then_move_model(N, V)
     answers, chosen = C.select_and_copy(two, tokens, layer=0, head=0)  # real scores, OV row of the pick
     assert torch.equal(tokens[torch.arange(len(tokens)), chosen], targets)
+    miss, selected = C.select_and_copy_misses(model, tokens, targets)
+    assert not miss.any() and selected.all()

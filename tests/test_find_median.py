@@ -129,9 +129,7 @@ def test_select_then_copy_misses(model, suite):
     and agreement lower for medians near the ends of the range."""
     x = torch.cat([x for name, (x, _) in suite.items() if name != "uniform (100,000)"])
     y = torch.cat([y for name, (_, y) in suite.items() if name != "uniform (100,000)"])
-    predicted, chosen = C.select_and_copy(model, x, layer=1)
-    miss = predicted != model(x)[:, -1].argmax(-1)
-    selected_median = x[torch.arange(len(x)), chosen] == y
+    miss, selected_median = C.select_and_copy_misses(model, x, y, layer=1)
     assert (miss & selected_median).any() and (miss & ~selected_median).any()
     edge = (y < 8) | (y >= 56)
     assert (~miss[edge]).float().mean() < (~miss[~edge]).float().mean()
