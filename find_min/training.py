@@ -30,7 +30,7 @@ eval_every = 100
 eval_size = 4096            # held-out samples from the training distribution
 target_accuracy = 1.0       # stop early once the held-out accuracy reaches this
 seed = 0                    # fixes the weights and the data stream
-snapshots = 0               # N > 0: keep weights at ~N log-spaced steps in checkpoints/model.snapshots.pt
+snapshots = 24              # keep weights at ~N log-spaced steps in <out>.snapshots.pt (0: none)
 device = "auto"             # "auto" takes CUDA when present
 out = "checkpoints/model.pt"  # relative to this folder
 # ---------------------------------------------------------------------------------------------------------

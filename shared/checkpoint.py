@@ -62,14 +62,18 @@ def read_checkpoint(path, fmt=FORMAT, entries=(("config", dict), ("state_dict", 
     return payload
 
 
-def load_checkpoint(path, device="cpu", **expected) -> Transformer:
+def load_checkpoint(path, device="cpu", task=None, **expected) -> Transformer:
     """The model saved at `path`, in eval mode, with model.cfg and model.metadata restored.
 
-    Keyword arguments name config fields the caller relies on, e.g. load_checkpoint(p, n_ctx=11,
-    d_vocab=65); a checkpoint whose config differs raises CheckpointError, as does one whose weights do
-    not fit its own config.
+    task: the task the caller expects the checkpoint to be trained for (its metadata["task"]). Keyword
+    arguments name config fields the caller relies on, e.g. load_checkpoint(p, n_ctx=11, d_vocab=65). A
+    checkpoint of another task or with another config raises CheckpointError, as does one whose weights
+    do not fit its own config.
     """
     payload = read_checkpoint(path)
+    if task is not None and payload["metadata"].get("task") != task:
+        raise CheckpointError(f"{path}: a checkpoint of task {payload['metadata'].get('task')!r}, "
+                              f"expected {task!r}")
     model = _build(path, payload["config"], payload["state_dict"], expected)
     model.metadata = payload["metadata"]
     return model.to(device).eval()
@@ -107,18 +111,25 @@ def _build(path, config: dict, state: dict, expected: dict) -> Transformer:
     return model.eval()
 
 
-def save_snapshots(path, cfg: Config, steps, states):
+def save_snapshots(path, cfg: Config, steps, states, run_id: str = ""):
     """Weights at several training steps, in float16 (half the size; the measures taken on them do not need
-    more precision), in one file written atomically."""
+    more precision), in one file written atomically. run_id names the run they come from (the checkpoint's
+    metadata["run_id"]), so that load_snapshots can refuse another run's file."""
     if len(steps) != len(states):
         raise ValueError("one state dict per step")
     half = [{k: v.detach().cpu().to(torch.float16) for k, v in state.items()} for state in states]
     _atomic_save(path, {"format": SNAPSHOT_FORMAT, "config": dataclasses.asdict(cfg), "steps": list(steps),
-                        "state_dicts": half})
+                        "state_dicts": half, "run_id": run_id})
 
 
-def load_snapshots(path, **expected) -> list:
-    """[(step, model)] from save_snapshots, in step order; the same checks and errors as load_checkpoint."""
+def load_snapshots(path, run_id=None, **expected) -> list:
+    """[(step, model)] from save_snapshots, in step order; the same checks and errors as load_checkpoint.
+
+    run_id (the checkpoint's metadata["run_id"]): refuse, with one line, a missing file or one saved by
+    another run, so a notebook never shows an earlier model's history as this one's."""
+    if run_id is not None and (not Path(path).is_file() or read_checkpoint(
+            path, SNAPSHOT_FORMAT, (("steps", list),)).get("run_id") != run_id):
+        raise CheckpointError(f"{path}: no snapshots for this model: train with --snapshots=N")
     payload = read_checkpoint(path, SNAPSHOT_FORMAT, (("config", dict), ("steps", list), ("state_dicts", list)))
     if len(payload["steps"]) != len(payload["state_dicts"]):
         raise CheckpointError(f"{path}: {len(payload['steps'])} steps but {len(payload['state_dicts'])} snapshots")

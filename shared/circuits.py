@@ -200,7 +200,7 @@ def ablation_table(model, tokens, targets, method="mean", reference_tokens=None)
 
 
 @torch.no_grad()
-def path_ablation_accuracy(model, tokens, targets, early, late, kind, reference_tokens):
+def path_ablation_accuracy(model, tokens, targets, early, late, kind, reference_tokens, batch_size=4096):
     """Accuracy when only the direct path from head `early` = (l1, h1) into the query, key or value input
     (kind 'Q', 'K', 'V') of head `late` = (l2, h2) is mean-ablated: the later head reads the residual
     stream with the earlier head's output replaced by its mean over reference_tokens, position by
@@ -208,26 +208,36 @@ def path_ablation_accuracy(model, tokens, targets, early, late, kind, reference_
     (l1, h1), (l2, h2) = early, late
     if l2 <= l1:
         raise ValueError(f"head {late} must be in a later layer than {early}")
-    result = f"blocks.{l1}.attn.hook_result"
-    _, ref = model.run_with_cache(reference_tokens, names_filter=result)
-    mean = ref[result][:, :, h1].mean(0)  # [pos, d_model]
-    _, cache = model.run_with_cache(tokens, names_filter=[result, f"blocks.{l2}.hook_resid_pre"])
+    if kind not in ("Q", "K", "V"):
+        raise ValueError(f"path kind must be 'Q', 'K' or 'V', got {kind!r}")
+    result, resid_pre = f"blocks.{l1}.attn.hook_result", f"blocks.{l2}.hook_resid_pre"
+    mean = sum(model.run_with_cache(reference_tokens[i:i + batch_size], names_filter=result)[1][result][:, :, h1]
+               .sum(0) for i in range(0, len(reference_tokens), batch_size)) / len(reference_tokens)  # [pos, d_model]
     block = model.blocks[l2]
-    resid = cache[f"blocks.{l2}.hook_resid_pre"] - cache[result][:, :, h1] + mean
     W, b = {"Q": (block.attn.W_Q, block.attn.b_Q), "K": (block.attn.W_K, block.attn.b_K),
             "V": (block.attn.W_V, block.attn.b_V)}[kind]
-    replacement = _ln(block.ln1, resid) @ W[h2] + b[h2]  # [batch, pos, d_head]
+    correct = 0
+    for i in range(0, len(tokens), batch_size):  # the replacement is computed for each chunk it replaces
+        chunk = tokens[i:i + batch_size]
+        _, cache = model.run_with_cache(chunk, names_filter=[result, resid_pre])
+        resid = cache[resid_pre] - cache[result][:, :, h1] + mean
+        replacement = _ln(block.ln1, resid) @ W[h2] + b[h2]  # [batch, pos, d_head]
 
-    def hook(act, hook):
-        act = act.clone()
-        act[:, :, h2] = replacement
-        return act
+        def hook(act, hook):
+            act = act.clone()
+            act[:, :, h2] = replacement
+            return act
 
-    with model.hooks([(f"blocks.{l2}.attn.hook_{kind.lower()}", hook)]):
-        return evaluate(model, tokens, targets)[1]
+        with model.hooks([(f"blocks.{l2}.attn.hook_{kind.lower()}", hook)]):
+            logits = model(chunk)[:, -1]
+        correct += (logits.argmax(-1) == targets[i:i + batch_size]).sum().item()
+    return correct / len(tokens)
 
 
 # ------------------------------------------------------------------------------------ activation patching
+HEAD_HOOKS = ("hook_q", "hook_k", "hook_v", "hook_z", "hook_result")  # [batch, pos, head, ...]
+
+
 def logit_diff(logits, answer, other):
     """logit[answer] - logit[other] at the last position, per sample."""
     last = logits[:, -1]
@@ -236,18 +246,24 @@ def logit_diff(logits, answer, other):
 
 @torch.no_grad()
 def patch(model, clean_tokens, corrupt_tokens, clean_answer, corrupt_answer, hook_name, position=None,
-          head=None):
+          head=None, min_difference=1e-3):
     """Run the corrupted input with `hook_name`'s clean activation patched in (at one position and/or
     head, or all of it) and return the fraction of the clean logit difference recovered:
     (patched - corrupt) / (clean - corrupt), with the difference logit[clean answer] - logit[corrupt
-    answer] at the last position, averaged over the batch before dividing."""
+    answer] at the last position, averaged over the batch before dividing. Raises ValueError when clean and
+    corrupt differ by less than min_difference (the fraction would be noise over almost nothing) or when
+    head= names a hook without a head dimension."""
+    by_head = hook_name.endswith(("hook_pattern", "hook_attn_scores"))
+    if head is not None and not (by_head or hook_name.endswith(HEAD_HOOKS)):
+        raise ValueError(f"{hook_name} has no head dimension; head= applies to {', '.join(HEAD_HOOKS)}, "
+                         "hook_pattern and hook_attn_scores")
     clean_logits, cache = model.run_with_cache(clean_tokens, names_filter=hook_name)
     clean_act = cache[hook_name]
     index = [slice(None)] * clean_act.dim()
     if position is not None:
-        index[2 if hook_name.endswith(("hook_pattern", "hook_attn_scores")) else 1] = position
+        index[2 if by_head else 1] = position
     if head is not None:
-        index[1 if hook_name.endswith(("hook_pattern", "hook_attn_scores")) else 2] = head
+        index[1 if by_head else 2] = head
     index = tuple(index)
 
     def put_clean(act, hook):
@@ -257,6 +273,9 @@ def patch(model, clean_tokens, corrupt_tokens, clean_answer, corrupt_answer, hoo
 
     clean = logit_diff(clean_logits, clean_answer, corrupt_answer).mean()
     corrupt = logit_diff(model(corrupt_tokens), clean_answer, corrupt_answer).mean()
+    if (clean - corrupt).abs() < min_difference:
+        raise ValueError(f"clean and corrupted logit differences are {clean:.3g} and {corrupt:.3g}: too close "
+                         "for a recovered fraction to mean anything (does the corruption change the answer?)")
     patched = logit_diff(model.run_with_hooks(corrupt_tokens, [(hook_name, put_clean)]),
                          clean_answer, corrupt_answer).mean()
     return ((patched - corrupt) / (clean - corrupt)).item()
@@ -353,42 +372,65 @@ def attend_only_to(layer, head, key_positions, query_pos=-1):
     return f"blocks.{layer}.attn.hook_pattern", hook
 
 
-@torch.no_grad()
-def select_and_copy(model, tokens, layer=0, head=0):
-    """The prediction of a 'select, then copy' reading of one head: take the key position (SEP excluded)
-    with the highest score from the last query, then read the answer off what the head would write if it
-    attended to that key alone. Returns (answers, chosen positions).
+def is_one_head_attention_only(model) -> bool:
+    """One layer, one head, no MLP, no LayerNorm: the model whose logits the weights give exactly."""
+    cfg = model.cfg
+    return cfg.n_layers == 1 and cfg.n_heads == 1 and cfg.d_mlp is None and cfg.normalization_type is None
 
-    For a one-layer, attention-only model without LayerNorm everything comes from the weights and is exact
-    under that one-hot assumption: the full QK circuit (positions included) picks the key, and the logits
-    are the query token's direct path plus the head's OV output for the chosen token at its position, with
-    every bias. For any other model the scores are the head's real pre-softmax scores (its query and keys
-    depend on earlier layers) and the answer is the argmax of the head's full OV row for the chosen token.
-    """
+
+@torch.no_grad()
+def select_and_copy_from_weights(model, tokens):
+    """'Select, then copy' read off the weights of a one-layer, one-head, attention-only model without
+    LayerNorm, exact under its one assumption (the head attends to one key): the full QK circuit from each
+    input's own last token (positions included) picks the key (SEP excluded), and the logits are that
+    query token's direct path plus the head's output for the chosen token at its position, every bias
+    included. No forward pass. Returns (answers, chosen positions)."""
+    if not is_one_head_attention_only(model):
+        raise ValueError("select_and_copy_from_weights is exact only for one layer, one head, no MLP and no "
+                         "LayerNorm; use select_and_copy_from_activations for this model")
     B, P = tokens.shape
-    rows = torch.arange(B)
-    exact = model.cfg.n_layers == 1 and model.cfg.d_mlp is None and model.cfg.normalization_type is None
-    if exact:
-        scores = full_qk_circuit(model, head, tokens[0, -1].item(), P - 1, range(P - 1), layer)  # [pos, vocab]
-        chosen = scores[torch.arange(P - 1), tokens[:, :-1]].argmax(-1)
-        attn = model.blocks[0].attn
-        x_query = model.W_E[tokens[:, -1]] + model.W_pos[P - 1]
-        x_key = model.W_E[tokens[rows, chosen]] + model.W_pos[chosen]
-        head_out = (x_key @ attn.W_V[head] + attn.b_V[head]) @ attn.W_O[head] + attn.b_O
-        return ((x_query + head_out) @ model.W_U + model.b_U).argmax(-1), chosen
+    rows, attn = torch.arange(B), model.blocks[0].attn
+    chosen = torch.empty(B, dtype=torch.long)
+    for query in tokens[:, -1].unique():
+        mine = tokens[:, -1] == query
+        scores = full_qk_circuit(model, 0, query.item(), P - 1, range(P - 1))  # [pos, vocab]
+        chosen[mine] = scores[torch.arange(P - 1), tokens[mine, :-1]].argmax(-1)
+    x_query = model.W_E[tokens[:, -1]] + model.W_pos[P - 1]
+    x_key = model.W_E[tokens[rows, chosen]] + model.W_pos[chosen]
+    head_out = (x_key @ attn.W_V[0] + attn.b_V[0]) @ attn.W_O[0] + attn.b_O
+    return ((x_query + head_out) @ model.W_U + model.b_U).argmax(-1), chosen
+
+
+@torch.no_grad()
+def select_and_copy_from_activations(model, tokens, layer=0, head=0):
+    """An approximate 'select, then copy' reading of any head: the key position (SEP excluded) with the
+    head's highest real pre-softmax score from the last query (from the cache, so earlier layers' work is
+    in it), then the argmax of the head's full OV row (direct path) for the token there. It ignores every
+    other component's direct contribution. Returns (answers, chosen positions)."""
+    if _has_ln(model, layer):
+        raise ValueError("select_and_copy_from_activations reads the OV circuit without LayerNorm; this layer "
+                         "has ln1")
+    rows = torch.arange(len(tokens))
     _, cache = model.run_with_cache(tokens, names_filter=f"blocks.{layer}.attn.hook_attn_scores")
     chosen = cache["attn_scores", layer][:, head, -1, :-1].argmax(-1)
-    if _has_ln(model, layer):
-        raise ValueError("select_and_copy reads the OV circuit without LayerNorm; this layer has ln1")
-    return full_ov_circuit(model, head, layer)[tokens[rows, chosen]].argmax(-1), chosen
+    scale = None if isinstance(model.ln_final, torch.nn.Identity) else final_scale(model, tokens)
+    return full_ov_circuit(model, head, layer, final_scale=scale)[tokens[rows, chosen]].argmax(-1), chosen
+
+
+@torch.no_grad()
+def final_scale(model, tokens):
+    """ln_final's mean scale at the last position on `tokens` (what full_ov_circuit needs with LayerNorm)."""
+    _, cache = model.run_with_cache(tokens, names_filter="ln_final.hook_scale")
+    return cache["ln_final.hook_scale"][:, -1].mean().item()
 
 
 @torch.no_grad()
 def select_and_copy_misses(model, tokens, targets, layer=0, head=0):
-    """Where select_and_copy disagrees with the model, and which step failed. Returns boolean masks [batch]
-    (miss, selected_answer): miss where its answer differs from the model's; selected_answer where the chosen
-    key holds the correct answer, so a miss there is the copy step's, elsewhere the selection's."""
-    predicted, chosen = select_and_copy(model, tokens, layer, head)
+    """Where select_and_copy_from_activations disagrees with the model, and which step failed. Returns
+    boolean masks [batch] (miss, selected_answer): miss where its answer differs from the model's;
+    selected_answer where the chosen key holds the correct answer, so a miss there is the copy step's,
+    elsewhere the selection's."""
+    predicted, chosen = select_and_copy_from_activations(model, tokens, layer, head)
     miss = predicted != model(tokens, last_only=True)[:, -1].argmax(-1)
     return miss, tokens[torch.arange(len(tokens)), chosen] == targets
 

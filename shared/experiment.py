@@ -1,4 +1,7 @@
 """What a task's training.py runs once its hyperparameters are settled: build, train, report, save."""
+import hashlib
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -40,10 +43,71 @@ def held_out(task: ListTask, size: int, seed: int):
 
 
 def main(task_factory, g: dict):
-    """A task's training.py entry point: apply --name=value overrides to the script's globals `g`, then
-    train and save to `out`, a path relative to the script's folder."""
+    """A task's training.py entry point: apply --name=value overrides to the script's globals `g`, check
+    everything that could fail after training, then train and save to `out` (relative to the script's
+    folder). Every refusal is one line on stderr, before anything runs or is written."""
     params = apply_overrides(g, **CLI_LIMITS)
-    run_training(task_factory(params["n"], params["V"]), params, Path(g["__file__"]).resolve().parent / params["out"])
+    task = make_task(task_factory, params)
+    out_path = Path(g["__file__"]).resolve().parent / params["out"]
+    check_writable(out_path)
+    run_training(task, params, out_path)
+
+
+def make_task(task_factory, p: dict) -> ListTask:
+    """The task for p's n and V, checked by drawing every evaluation family and a training batch once:
+    a parameter the task cannot use (an even n for find_median, a V too small for a family) is refused
+    with one line now rather than a traceback after training."""
+    try:
+        task = task_factory(p["n"], p["V"])
+        draws = {**task.families(size=4), "training batch": task.sample_batch(6, torch.Generator().manual_seed(0))}
+        for name, (tokens, targets) in draws.items():
+            values = tokens[:, :-1]
+            if values.min() < 0 or values.max() >= task.V or targets.min() < 0 or targets.max() >= task.V:
+                raise ValueError(f"family {name!r} draws values outside 0..V-1")
+    except (ValueError, RuntimeError) as e:
+        raise SystemExit(f"error: --n={p['n']} --V={p['V']}: {str(e).splitlines()[0]}") from None
+    return task
+
+
+def check_writable(out_path):
+    """Refuse, in one line, an output path whose folder cannot be created or written."""
+    out_path = Path(out_path)
+    try:
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out_path.parent):
+            pass
+    except OSError as e:
+        raise SystemExit(f"error: --out={out_path}: cannot write there ({e.strerror or e})") from None
+
+
+def run_id(model) -> str:
+    """A hash of the trained weights: the checkpoint and its snapshots file both record it, so a snapshots
+    file left by another run is recognised (and the same weights always get the same id)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def stop_families(task: ListTask, size: int = 1000):
+    """The families the early stop checks: draws of their own (seed 2), apart from the report (seed 0) and
+    the evaluation suite (seed 1)."""
+    return task.families(size, seed=2)
+
+
+def verdict(history, family_accuracy: dict, target) -> str:
+    """One line: whether training met its target, and where the model is weakest."""
+    weakest, accuracy = min(family_accuracy.items(), key=lambda item: item[1])
+    held = history["eval_accuracy"][-1] if history["eval_accuracy"] else float("nan")
+    if history["target_reached"] is not None:
+        head = f"target reached at step {history['target_reached']}"
+    elif history["interrupted"]:
+        head = f"target not reached: interrupted at step {history['stopped_at']}"
+    else:
+        head = f"target not reached by max_steps={history['stopped_at']}"
+    return (f"{head} (target {target:.2%} held-out and on every family; held-out {held:.2%}, "
+            f"weakest family {weakest} {accuracy:.2%})")
 
 
 def run_training(task: ListTask, p: dict, out_path, progress: bool = True):
@@ -51,8 +115,9 @@ def run_training(task: ListTask, p: dict, out_path, progress: bool = True):
 
     Ctrl-C stops training early; the model reached so far is then saved beside out_path as
     *.interrupted.pt, so the finished checkpoint at out_path is never replaced by a partial one.
-    With p["snapshots"] = N > 0, weights at about N log-spaced steps (and the last) go to *.snapshots.pt.
-    Returns (model, history).
+    With p["snapshots"] = N > 0, weights at about N log-spaced steps (and the last) go to *.snapshots.pt;
+    with N = 0 a snapshots file left there by an earlier run is removed. If the checkpoint cannot be
+    written, it goes to the temporary folder and the message says where. Returns (model, history).
     """
     out_path = Path(out_path)
     model = Transformer(model_config(task, p))
@@ -67,12 +132,12 @@ def run_training(task: ListTask, p: dict, out_path, progress: bool = True):
 
     t0 = time.perf_counter()
     history = train(model, task.sample_batch, *held_out(task, p["eval_size"], p["seed"]),
-                        max_steps=p["max_steps"], batch_size=p["batch_size"], lr=p["lr"],
-                        weight_decay=p["weight_decay"], warmup_steps=p["warmup_steps"],
-                        min_lr_frac=p["min_lr_frac"], grad_clip=p["grad_clip"], eval_every=p["eval_every"],
-                        target_accuracy=p["target_accuracy"], seed=p["seed"], device=p["device"],
-                    progress=progress, snapshot_steps=snapshot_schedule(p["max_steps"], p.get("snapshots", 0)),
-                    on_snapshot=keep)
+                    max_steps=p["max_steps"], batch_size=p["batch_size"], lr=p["lr"],
+                    weight_decay=p["weight_decay"], warmup_steps=p["warmup_steps"],
+                    min_lr_frac=p["min_lr_frac"], grad_clip=p["grad_clip"], eval_every=p["eval_every"],
+                    target_accuracy=p["target_accuracy"], seed=p["seed"], device=p["device"],
+                    progress=progress, stop_families=stop_families(task),
+                    snapshot_steps=snapshot_schedule(p["max_steps"], p.get("snapshots", 0)), on_snapshot=keep)
     interrupted = history["interrupted"]
     if interrupted:
         out_path = out_path.with_suffix(".interrupted.pt")
@@ -80,14 +145,33 @@ def run_training(task: ListTask, p: dict, out_path, progress: bool = True):
     model.cpu().eval()
     families = task.families()
     accuracies = family_accuracies(model, families)
-    print(accuracy_table(model, families))
-    save_checkpoint(out_path, model, task=task.name, hyperparameters=p, history=history,
-                    train_seconds=seconds, family_accuracy=accuracies)
+    if progress:
+        print(accuracy_table(model, families))
+    identity = run_id(model)
+    metadata = dict(task=task.name, hyperparameters=p, history=history, train_seconds=seconds,
+                    family_accuracy=accuracies, run_id=identity)
+    out_path = _save_somewhere(out_path, lambda path: save_checkpoint(path, model, **metadata))
     print(f"{'interrupted after' if interrupted else 'trained in'} {seconds:.1f} s; saved {out_path}")
+    snapshot_path = out_path.with_suffix(".snapshots.pt")
     if p.get("snapshots"):
         if not steps or steps[-1] != history["stopped_at"]:
             keep(history["stopped_at"], model)
-        snapshot_path = out_path.with_suffix(".snapshots.pt")
-        save_snapshots(snapshot_path, model.cfg, steps, states)
+        save_snapshots(snapshot_path, model.cfg, steps, states, run_id=identity)
         print(f"saved {len(steps)} snapshots (steps {steps[0]}..{steps[-1]}) to {snapshot_path}")
+    elif snapshot_path.exists():
+        snapshot_path.unlink()  # an earlier run's history must not pass for this model's
+        print(f"removed {snapshot_path} (an earlier run's snapshots; train with --snapshots=N to keep some)")
+    print(verdict(history, accuracies, p["target_accuracy"]))
     return model, history
+
+
+def _save_somewhere(out_path, save):
+    """save(out_path), or, if that fails, save into the temporary folder: a trained model is never lost."""
+    try:
+        save(out_path)
+        return out_path
+    except OSError as e:
+        fallback = Path(tempfile.mkdtemp(prefix="transformer-circuits-")) / out_path.name
+        save(fallback)
+        print(f"could not write {out_path} ({e.strerror or e}); saved to {fallback} instead", file=sys.stderr)
+        return fallback

@@ -50,11 +50,13 @@ def track(snapshots, families: dict, probe) -> dict:
     return series
 
 
-def formation_step(steps, values, fraction=0.9):
+def formation_step(steps, values, fraction=0.9, tolerance=0.1):
     """The first step from which a measure stays at least `fraction` of the way from its first value to
-    its last (None if it never moves): when that structure has formed."""
+    its last: when that structure has formed. None when the whole change is at most `tolerance` (in the
+    measure's own units; accuracies, attention weights and composition ratios are all of order 1), since a
+    move that small is noise, not a structure forming."""
     start, end = values[0], values[-1]
-    if end == start:
+    if abs(end - start) <= tolerance:
         return None
     done = [(v - start) / (end - start) >= fraction for v in values]
     for i in range(len(done)):

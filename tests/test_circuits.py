@@ -215,12 +215,50 @@ def test_path_ablation_finds_the_v_path():
 
 def test_select_and_copy_on_handbuilt_models(model, batch):
     tokens, targets = batch
-    answers, chosen = C.select_and_copy(model, tokens)
+    answers, chosen = C.select_and_copy_from_weights(model, tokens)
     assert torch.equal(answers, targets)
     assert torch.equal(tokens[torch.arange(len(tokens)), chosen], targets)
     from handbuilt import min_then_move_model
     two = min_then_move_model(N, V)
-    answers, chosen = C.select_and_copy(two, tokens, layer=0, head=0)  # real scores, OV row of the pick
+    answers, chosen = C.select_and_copy_from_activations(two, tokens, layer=0, head=0)  # real scores
     assert torch.equal(tokens[torch.arange(len(tokens)), chosen], targets)
     miss, selected = C.select_and_copy_misses(model, tokens, targets)
     assert not miss.any() and selected.all()
+
+
+def test_select_and_copy_from_weights_is_only_for_what_it_is_exact_for(model, batch):
+    """Defect: the exact branch ran on several heads and read row 0's query token for every row."""
+    tokens, _ = batch
+    from handbuilt import min_then_move_model
+    for other in (min_then_move_model(N, V),
+                  Transformer(Config(n_heads=2, d_model=8, d_head=4, n_ctx=N + 1, d_vocab=V + 1, d_vocab_out=V))):
+        with pytest.raises(ValueError, match="exact only"):
+            C.select_and_copy_from_weights(other, tokens)
+    # rows whose last token differs: each row must be read with its own query, as a row-by-row loop does
+    rand = Transformer(Config(n_ctx=N + 1, d_vocab=V + 1, d_vocab_out=V, d_model=16, d_head=16, seed=3))
+    mixed = tokens[:40].clone()
+    mixed[::2, -1] = torch.arange(20) % V
+    together, chosen = C.select_and_copy_from_weights(rand, mixed)
+    one_by_one = [C.select_and_copy_from_weights(rand, row[None]) for row in mixed]
+    assert together.tolist() == [a.item() for a, _ in one_by_one]
+    assert chosen.tolist() == [c.item() for _, c in one_by_one]
+
+
+def test_path_ablation_on_more_inputs_than_one_chunk():
+    """Defect: its replacement was sized for the whole batch while evaluation ran in chunks of 8,192."""
+    from handbuilt import min_then_move_model
+    model = min_then_move_model(N, V)
+    tokens, targets = min_batch(9000, N, V, seed=5)
+    v = C.path_ablation_accuracy(model, tokens, targets, (0, 0), (1, 0), "V", tokens)
+    assert v == pytest.approx((targets == targets.mode().values).float().mean().item())
+    assert C.path_ablation_accuracy(model, tokens, targets, (0, 0), (1, 0), "Q", tokens) == 1.0
+
+
+def test_patch_refuses_meaningless_requests(model):
+    tokens, targets = min_batch(50, N, V)
+    with pytest.raises(ValueError, match="too close"):  # corrupted = clean: no difference to recover
+        C.patch(model, tokens, tokens, targets, (targets + 1) % V, "blocks.0.hook_resid_pre")
+    corrupt = tokens.clone()
+    corrupt[:, 0] = 0
+    with pytest.raises(ValueError, match="no head dimension"):
+        C.patch(model, tokens, corrupt, targets, corrupt[:, :-1].min(-1).values, "blocks.0.hook_resid_post", head=0)

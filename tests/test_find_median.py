@@ -119,7 +119,7 @@ def test_query_path_is_the_main_composition(model, uniform):
 
 def test_select_then_copy_agreement(model, suite):
     tokens, _ = suite["uniform (100,000)"]
-    predicted, _ = C.select_and_copy(model, tokens, layer=1, head=0)
+    predicted, _ = C.select_and_copy_from_activations(model, tokens, layer=1, head=0)
     agree = (predicted == model(tokens)[:, -1].argmax(-1)).float().mean().item()
     assert agree >= 0.99  # the bar; the notebook reports the exact figure and the misses
 

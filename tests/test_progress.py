@@ -55,6 +55,9 @@ def test_formation_step():
     assert formation_step(steps, [0.0, 0.1, 0.95, 0.97, 1.0]) == 10
     assert formation_step(steps, [1.0, 0.5, 0.05, 0.0, 0.0]) == 10  # falling measures too
     assert formation_step(steps, [0.3] * 5) is None
+    # defect: a K-composition ratio drifting from 0.971 to 1.056 was called the first structure to form
+    assert formation_step(steps, [0.971, 1.02, 0.99, 1.04, 1.056]) is None
+    assert formation_step(steps, [0.971, 1.02, 0.99, 1.04, 1.056], tolerance=0.05) == 1000
     assert snapshot_schedule(1000, 5)[0] == 0 and snapshot_schedule(1000, 5)[-1] == 1000
 
 

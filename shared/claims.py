@@ -1,0 +1,420 @@
+"""Claims as verdicts: what a notebook says about a model, each claim measured on the model it loaded.
+
+A Claim holds its measured value, its threshold and whether it holds. The notebooks print
+claims_table(...) and build their prose from the verdicts (say, summary); the tests call the same
+functions on the committed checkpoints, so nothing a notebook states is computed anywhere else.
+The task-specific lists (find_min_claims, find_median_claims) find the heads they talk about by
+measurement, so they run on any model training.py can make, and say where a reading is only approximate.
+"""
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from . import circuits as C
+from .tasks import family_accuracies
+from .train import evaluate
+
+_COMPARE = {">=": lambda v, t: v >= t, ">": lambda v, t: v > t, "<=": lambda v, t: v <= t, "<": lambda v, t: v < t}
+
+
+@dataclass
+class Claim:
+    key: str  # short name, for tests and for say()
+    text: str  # what is claimed, naming the component measured
+    value: Optional[float]  # the measurement; None where this model has no such component
+    op: str  # how value compares with threshold: ">=", ">", "<=" or "<"
+    threshold: float
+    unit: str = ""  # "%" shows value and threshold as percentages
+    note: str = ""  # how it was measured, or why it could not be
+
+    @property
+    def holds(self) -> bool:
+        return self.value is not None and not math.isnan(self.value) and _COMPARE[self.op](self.value, self.threshold)
+
+    def show(self, x) -> str:
+        if x is None:
+            return "n/a"
+        return f"{x:.2%}" if self.unit == "%" else f"{x:.3f}"
+
+
+def claims_table(claims) -> str:
+    """Markdown: claim, measured value, threshold, verdict (holds / FAILS)."""
+    lines = ["| claim | measured | threshold | verdict |", "|---|---:|---:|---|"]
+    for c in claims:
+        text = (c.text + (f" ({c.note})" if c.note else "")).replace("|", "\\|")  # a | would end the cell
+        lines.append(f"| {text} | {c.show(c.value)} | {c.op} {c.show(c.threshold)} | "
+                     f"{'holds' if c.holds else '**FAILS**'} |")
+    return "\n".join(lines)
+
+
+def by_key(claims) -> dict:
+    return {c.key: c for c in claims}
+
+
+def say(claims, keys, if_holds: str, if_fails: str) -> str:
+    """if_holds when every claim named in keys holds, else if_fails with the failing claims named."""
+    keys = [keys] if isinstance(keys, str) else keys
+    table = by_key(claims)
+    failing = [table[k] for k in keys if not table[k].holds]
+    if not failing:
+        return if_holds
+    return if_fails + " (failing: " + "; ".join(f"{c.text}: {c.show(c.value)}" for c in failing) + ")"
+
+
+def verdict_counts(claims) -> str:
+    held = sum(c.holds for c in claims)
+    return f"{held} of {len(claims)} claims hold"
+
+
+# ----------------------------------------------------------------------------------------------- measures
+@torch.no_grad()
+def sep_attention_on(model, tokens, targets):
+    """[n_layers, n_heads]: mean attention from the last position on the positions holding the answer."""
+    return C.attention_on(model, tokens, tokens[:, :-1] == targets[:, None])
+
+
+def heads(model):
+    return [(l, h) for l in range(model.cfg.n_layers) for h in range(model.cfg.n_heads)]
+
+
+def most_frequent_answer_rate(targets) -> float:
+    """Accuracy of always answering the most common target: what a model that learnt nothing from the
+    input can reach."""
+    return torch.bincount(targets).max().item() / len(targets)
+
+
+@torch.no_grad()
+def head_ablated_accuracy(model, tokens, targets, layer, head):
+    """Accuracy with one head's output mean-ablated (its mean over the same inputs, position by position)."""
+    with model.hooks([C.head_ablation_hook(model, layer, head, "mean", tokens)]):
+        return evaluate(model, tokens, targets)[1]
+
+
+@torch.no_grad()
+def mlp_ablated_accuracy(model, tokens, targets, layer):
+    name = f"blocks.{layer}.hook_mlp_out"
+    _, cache = model.run_with_cache(tokens, names_filter=name)
+    with model.hooks([(name, C.mean_ablation(cache[name]))]):
+        return evaluate(model, tokens, targets)[1]
+
+
+@torch.no_grad()
+def one_hot_attention_accuracy(model, tokens, targets, layer, head):
+    """Accuracy with the head's attention from the last position forced onto the answer's first position."""
+    position = (tokens[:, :-1] == targets[:, None]).float().argmax(-1)
+    return (model.run_with_hooks(tokens, [C.attend_only_to(layer, head, position)])[:, -1].argmax(-1)
+            == targets).float().mean().item()
+
+
+@torch.no_grad()
+def qk_value_profile(model, layer, head, query_token, n):
+    """[n, V] full QK scores from query_token at the last position to each value at each key position, and
+    whether they are exact (layer 0 reads the embeddings; later layers: direct path only)."""
+    V = model.cfg.d_vocab_out
+    scores = C.full_qk_circuit(model, head, query_token, n, range(n), layer=layer)[:, :V]
+    return scores, layer == 0
+
+
+def qk_summaries(scores) -> dict:
+    """Monotonicity of a [pos, V] score table in the value: worst rank correlation over positions, the
+    smallest and median score(t) - score(t+1) at one position, and how much positions move a value's score."""
+    V = scores.shape[1]
+    gaps = scores[:, :-1] - scores[:, 1:]
+    return {"rank correlation": max(C.rank_correlation(row, torch.arange(V)) for row in scores),
+            "smallest gap": gaps.min().item(), "median gap": gaps.median().item(),
+            "position spread": (scores.max(0).values - scores.min(0).values).mean().item()}
+
+
+@torch.no_grad()
+def ov_matrix(model, layer, head, tokens):
+    """The head's full OV circuit over values [V, V] (direct path). With LayerNorm it is read at the
+    middle key position and with ln_final's scale measured on tokens: an approximation, said in the note."""
+    V = model.cfg.d_vocab_out
+    scale = None if isinstance(model.ln_final, torch.nn.Identity) else C.final_scale(model, tokens)
+    position = (tokens.shape[1] - 1) // 2 if C._has_ln(model, layer) else None
+    return C.full_ov_circuit(model, head, layer, position=position, final_scale=scale)[:V]
+
+
+def ov_note(model, layer) -> str:
+    cfg = model.cfg
+    parts = []
+    if cfg.normalization_type:
+        parts.append("LayerNorm linearised at its measured scale")
+    if cfg.d_mlp or layer < cfg.n_layers - 1:
+        parts.append("direct path only")
+    return "; ".join(parts)
+
+
+def off_by_one_share(ov) -> float:
+    """Of the OV rows whose largest logit is not the attended value itself, the share that miss it by one
+    value (1.0 when no row misses)."""
+    argmax = ov.argmax(-1)
+    miss = argmax != torch.arange(len(ov))
+    if not miss.any():
+        return 1.0
+    return ((argmax[miss] - torch.arange(len(ov))[miss]).abs() == 1).float().mean().item()
+
+
+def architecture(model) -> str:
+    cfg = model.cfg
+    return (f"{cfg.n_layers} layer(s) x {cfg.n_heads} head(s), "
+            f"{'MLP ' + str(cfg.d_mlp) if cfg.d_mlp else 'attention-only'}, "
+            f"{'LayerNorm' if cfg.normalization_type else 'no LayerNorm'}")
+
+
+# ----------------------------------------------------------------------------------------------- find_min
+@torch.no_grad()
+def find_min_claims(model, suite: dict, sample: int = 20000) -> dict:
+    """The find_min notebook's claims on `model`: it is right; one head selects the minimum (found by
+    measurement: the head whose SEP attention lands most on the minimum); its QK circuit falls with the
+    value; its OV circuit copies; removing it leaves chance, forcing its ideal pattern keeps the answer;
+    and select-then-copy reproduces the model (exactly from the weights where the architecture allows).
+    suite: shared.tasks.evaluation_suite(task). Returns {"claims": [...], "selecting head": (l, h)}."""
+    uniform_name = next(name for name in suite if name.startswith("uniform ("))
+    tokens, targets = suite[uniform_name]
+    few, few_targets = tokens[:sample], targets[:sample]
+    n, V = tokens.shape[1] - 1, model.cfg.d_vocab_out
+    accuracies = family_accuracies(model, suite)
+    weakest = min(accuracies, key=accuracies.get)
+    errors = sum(round((1 - accuracies[name]) * len(y)) for name, (_, y) in suite.items())
+    inputs = sum(len(y) for _, y in suite.values())
+    on_min = sep_attention_on(model, few, few_targets)
+    layer, head = max(heads(model), key=lambda lh: on_min[lh].item())
+    name = f"L{layer}H{head}"
+    near_x, near_y = suite["near tie (others = min + 1)"]
+    scores, exact = qk_value_profile(model, layer, head, V, n)
+    qk = qk_summaries(scores)
+    qk_note = "exact" if exact else "direct path only: not exact past layer 0"
+    ov = ov_matrix(model, layer, head, few)
+    exact_algorithm = C.is_one_head_attention_only(model)
+    if exact_algorithm:
+        predicted, _ = C.select_and_copy_from_weights(model, tokens)
+        algorithm = "select-then-copy read off the weights alone (exact for this architecture)"
+    elif not C._has_ln(model, layer):
+        predicted, _ = C.select_and_copy_from_activations(model, tokens, layer, head)
+        algorithm = (f"select-then-copy from {name}'s real scores and OV row (approximate: weights alone are exact "
+                     "only for 1 layer, 1 head, no MLP, no LayerNorm)")
+    else:
+        predicted, algorithm = None, "select-then-copy (not computable: the OV read-out needs a model without ln1)"
+    agree = None if predicted is None else (predicted == model(tokens, last_only=True)[:, -1].argmax(-1)).float().mean().item()
+    chance = most_frequent_answer_rate(few_targets)
+    ln_gap = math.log(n - 1)
+    claims = [
+        Claim("accuracy", f"accuracy on {uniform_name[len('uniform ('):-1]} fresh uniform lists", accuracies[uniform_name], ">=", 0.999, "%"),
+        Claim("weakest_family", f"accuracy on the weakest family ({weakest})", accuracies[weakest], ">=", 0.99, "%"),
+        Claim("errors", f"share of wrong answers over all {inputs:,} inputs ({errors:,} wrong)", errors / inputs,
+              "<=", 0.001, "%"),
+        Claim("selects", f"{name} (the head most on the minimum) puts SEP's attention on the minimum, uniform lists",
+              on_min[layer, head].item(), ">=", 0.9),
+        Claim("near_ties", f"{name} still gives the minimum most of SEP's attention on near ties",
+              sep_attention_on(model, near_x, near_y)[layer, head].item(), ">=", 0.5),
+        Claim("qk_monotone", f"{name}'s full QK score falls with the key's value: worst rank correlation over positions",
+              qk["rank correlation"], "<=", -0.99, note=qk_note),
+        Claim("qk_strict", f"{name}'s QK score strictly decreasing: smallest score(t) - score(t+1) at one position",
+              qk["smallest gap"], ">", 0.0, note=qk_note),
+        Claim("qk_margin", f"a typical step score(t) - score(t+1) (median) wins half the attention from n-1 = {n - 1} "
+              f"keys one value above: at least ln({n - 1})", qk["median gap"], ">=", ln_gap, note=qk_note),
+        Claim("qk_positions", f"positions move a value's score less than one typical value step: mean spread over "
+              f"positions, against the median step {qk['median gap']:.2f}", qk["position spread"], "<",
+              qk["median gap"], note=qk_note),
+        Claim("ov_diagonal", f"{name}'s full OV circuit copies: rows peaking on the attended value",
+              C.diagonal_fraction(ov), ">=", 0.9, "%", note=ov_note(model, layer)),
+        Claim("ov_copying", f"{name}'s OV copying score Re(sum eig) / sum |eig|", C.copying_score(ov), ">=", 0.5,
+              note=ov_note(model, layer)),
+        Claim("ov_off_by_one", f"OV rows that miss the diagonal miss it by one value", off_by_one_share(ov), ">=",
+              0.8, "%"),
+        Claim("ablation", f"{name} mean-ablated: accuracy no better than always answering the most common minimum "
+              f"({chance:.2%}) + 5 points", head_ablated_accuracy(model, few, few_targets, layer, head), "<=",
+              chance + 0.05, "%"),
+        Claim("one_hot", f"{name}'s SEP attention forced one-hot onto the minimum: accuracy",
+              one_hot_attention_accuracy(model, few, few_targets, layer, head), ">=", 0.999, "%"),
+        Claim("algorithm", f"{algorithm}: agreement with the model on {uniform_name} lists", agree, ">=", 0.999, "%"),
+    ]
+    return {"claims": claims, "selecting head": (layer, head)}
+
+
+# -------------------------------------------------------------------------------------------- find_median
+def sorted_neighbour_share(wrong, k) -> float:
+    """Of the mistakes (family, values, target, prediction), the share answering a value that sits next to
+    the median in sorted order (1.0 when there are none)."""
+    if not wrong:
+        return 1.0
+    near = [w for w in wrong if any(abs(i - k) == 1 for i, v in enumerate(sorted(w[1])) if v == w[3])]
+    return len(near) / len(wrong)
+
+
+@torch.no_grad()
+def direct_logit_agreement(model, tokens, components) -> float:
+    """How often the argmax of the summed direct logits of `components` (hook names of [batch, pos, d_model]
+    outputs, or (hook_result name, head)) is the model's answer. Exact without a final LayerNorm."""
+    names = [c if isinstance(c, str) else c[0] for c in components]
+    logits, cache = model.run_with_cache(tokens, names_filter=names)
+    total = 0
+    for c in components:
+        total = total + (cache[c][:, -1] if isinstance(c, str) else cache[c[0]][:, -1, c[1]])
+    return ((total @ model.W_U).argmax(-1) == logits[:, -1].argmax(-1)).float().mean().item()
+
+
+@torch.no_grad()
+def patched_fraction(model, pairs, hook, position, head=None):
+    clean, corrupt, clean_y, corrupt_y = pairs
+    return C.patch(model, clean, corrupt, clean_y, corrupt_y, hook, position=position, head=head)
+
+
+@torch.no_grad()
+def averaging_claims(averaging, tokens, targets) -> list:
+    """The averaging baseline: argmax_m -sum|x_i - m| is the median, and the baseline's logits follow that
+    score (its OV circuit is close to -|v - m|)."""
+    V = averaging.cfg.d_vocab_out
+    S = -(tokens[:, :-1, None] - torch.arange(V)).abs().sum(1).float()
+    logits = averaging(tokens)[:, -1]
+    centre = lambda m: (m - m.mean(1, keepdim=True)).flatten()
+    ideal = -(torch.arange(V)[:, None] - torch.arange(V)[None, :]).abs().float()
+    ov = C.full_ov_circuit(averaging, head=0)[:V]
+    return [
+        Claim("l1_median", "argmax of -sum|x_i - m| is the median (the identity behind averaging)",
+              (S.argmax(-1) == targets).float().mean().item(), ">=", 1.0, "%"),
+        Claim("averaging_logits", "averaging baseline: correlation of its logits with -sum|x_i - m|",
+              torch.corrcoef(torch.stack([centre(logits), centre(S)]))[0, 1].item(), ">=", 0.95),
+        Claim("averaging_ov", "averaging baseline: correlation of its full OV circuit with -|v - m|",
+              torch.corrcoef(torch.stack([centre(ov), centre(ideal)]))[0, 1].item(), ">=", 0.9),
+        Claim("averaging_follows", "averaging baseline answers argmax -sum|x_i - m|",
+              (logits.argmax(-1) == S.argmax(-1)).float().mean().item(), ">=", 0.99, "%"),
+    ]
+
+
+@torch.no_grad()
+def find_median_claims(model, suite: dict, pairs, averaging=None, sample: int = 5000) -> dict:
+    """The find_median notebook's claims on `model`, and the heads they name. Returns {"claims": [...],
+    "averaging head": (l, h), "selecting head": (l, h) or None, ...measures the notebook plots}.
+
+    The averaging head is the layer-0 head whose SEP attention is most uniform (smallest full-QK spread);
+    the selecting head is the head of a later layer whose SEP attention lands most on the median. A model
+    with one layer has no selecting head: its claims then show n/a and FAIL. pairs: median_swap_pairs(...)
+    for the patching claims."""
+    uniform_name = next(name for name in suite if name.startswith("uniform ("))
+    tokens, targets = suite[uniform_name]
+    few, few_targets = tokens[:sample], targets[:sample]
+    cfg, n, V = model.cfg, tokens.shape[1] - 1, model.cfg.d_vocab_out
+    k = n // 2
+    from .tasks import mistakes
+    accuracies = family_accuracies(model, suite)
+    weakest = min(accuracies, key=accuracies.get)
+    wrong = mistakes(model, suite, limit=200)
+    claims = [
+        Claim("accuracy", f"accuracy on {uniform_name[len('uniform ('):-1]} fresh uniform lists", accuracies[uniform_name], ">=", 0.999, "%"),
+        Claim("weakest_family", f"accuracy on the weakest family ({weakest})", accuracies[weakest], ">=", 0.99, "%"),
+        Claim("near_misses", f"mistakes that answer the median's sorted neighbour ({len(wrong)} mistakes)",
+              sorted_neighbour_share(wrong, k), ">=", 0.8, "%"),
+    ]
+    if averaging is not None:
+        claims += averaging_claims(averaging, tokens[:20000], targets[:20000])
+    on_median = sep_attention_on(model, few, few_targets)
+    share = (few[:, :-1] == few_targets[:, None]).float().sum(1).mean().item() / (n + 1)
+    spreads = {h: (lambda s: (s.max() - s.min()).item())(C.full_qk_circuit(model, h, V, n, range(n))[:, :V])
+               for h in range(cfg.n_heads)}
+    avg_head = (0, min(spreads, key=spreads.get))
+    later = [(l, h) for l, h in heads(model) if l >= 1]
+    sel = max(later, key=lambda lh: on_median[lh].item()) if later else None
+    an, sn = f"L{avg_head[0]}H{avg_head[1]}", (f"L{sel[0]}H{sel[1]}" if sel else "a later-layer head")
+    _, cache = model.run_with_cache(few, names_filter=lambda name: name.endswith("hook_pattern"))
+    rows = torch.arange(len(few))
+    picks = None if sel is None else (few[rows, cache["pattern", sel[0]][:, sel[1], -1, :-1].argmax(-1)]
+                                      == few_targets).float().mean().item()
+    claims += [
+        Claim("l0_uniform", f"{an} (layer 0) attends near-uniformly: spread of its full QK scores from SEP",
+              spreads[avg_head[1]], "<=", 1.0, note="exact"),
+        Claim("l0_share", f"{an}'s attention on the median minus the uniform share {share:.3f}",
+              abs(on_median[avg_head].item() - share), "<=", 0.05),
+        Claim("selects", f"{sn} (the later head most on the median) puts SEP's attention on the median",
+              None if sel is None else on_median[sel].item(), ">=", 0.5,
+              note="" if sel else "one layer: no later head"),
+        Claim("selects_argmax", f"{sn}'s most-attended value is the median", picks, ">=", 0.9, "%"),
+        Claim("ablate_avg", f"{an} mean-ablated: accuracy", head_ablated_accuracy(model, few, few_targets, *avg_head),
+              "<", 0.5, "%"),
+        Claim("ablate_sel", f"{sn} mean-ablated: accuracy",
+              None if sel is None else head_ablated_accuracy(model, few, few_targets, *sel), "<", 0.5, "%"),
+    ]
+    has_mlp = cfg.d_mlp is not None
+    claims += [
+        Claim("ablate_mlp0", "MLP 0 mean-ablated: accuracy (MLP 0 is needed)",
+              mlp_ablated_accuracy(model, few, few_targets, 0) if has_mlp else None, "<", 0.9, "%",
+              note="" if has_mlp else "no MLPs"),
+        Claim("ablate_last_mlp", f"MLP {cfg.n_layers - 1} mean-ablated: accuracy (it only sharpens the answer)",
+              mlp_ablated_accuracy(model, few, few_targets, cfg.n_layers - 1) if has_mlp and cfg.n_layers > 1
+              else None, ">=", 0.9, "%", note="" if has_mlp else "no MLPs"),
+    ]
+    z = lambda lh, position: patched_fraction(model, pairs, f"blocks.{lh[0]}.attn.hook_z", position, lh[1])
+    changed = (pairs[0] != pairs[1]).float().argmax(-1)[0].item()
+    claims += [
+        Claim("patch_sel_sep", f"{sn}'s output at SEP, patched clean into corrupted: logit difference recovered",
+              None if sel is None else z(sel, n), ">=", 0.8),
+        Claim("patch_avg_sep", f"{an}'s output at SEP, patched: logit difference recovered", z(avg_head, n), ">=", 0.3),
+        Claim("patch_changed", f"either head's output at the changed position {changed}, patched: at most",
+              max(z(lh, changed) for lh in ([avg_head] + ([sel] if sel else []))), "<=", 0.1),
+    ]
+    last_mlp = [f"blocks.{cfg.n_layers - 1}.hook_mlp_out"] if has_mlp else []
+    sel_result = None if sel is None else (f"blocks.{sel[0]}.attn.hook_result", sel[1])
+    l0_parts = [(f"blocks.0.attn.hook_result", h) for h in range(cfg.n_heads)] + (["blocks.0.hook_mlp_out"]
+                                                                                   if has_mlp else [])
+    claims += [
+        Claim("dla_sel", f"{sn}'s direct logits alone give the model's answer",
+              None if sel is None else direct_logit_agreement(model, few, [sel_result]), ">=", 0.9, "%"),
+        Claim("dla_sel_mlp", f"{sn} + the last MLP: their direct logits give the model's answer",
+              None if sel is None else direct_logit_agreement(model, few, [sel_result] + last_mlp), ">=", 0.99, "%"),
+        Claim("dla_layer0", "no layer-0 component's direct logits give the answer on more than 30% of lists",
+              max(direct_logit_agreement(model, few, [part]) for part in l0_parts) if cfg.n_layers > 1 else None,
+              "<=", 0.3, "%"),
+    ]
+    ratio, path = {}, {}
+    if sel is not None:
+        for kind in "QKV":
+            ratio[kind] = (C.composition_scores(model, kind)[avg_head[0], avg_head[1], sel[0], sel[1]]
+                           / C.composition_baseline(cfg, kind)).item()
+            path[kind] = C.path_ablation_accuracy(model, few, few_targets, avg_head, sel, kind, few)
+    get = lambda d, key: d.get(key)
+    claims += [
+        Claim("q_composition", f"Q-composition {an} -> {sn} over the random baseline", get(ratio, "Q"), ">=", 1.2),
+        Claim("q_strongest", "Q-composition ratio minus the larger of K and V",
+              None if not ratio else ratio["Q"] - max(ratio["K"], ratio["V"]), ">", 0.0),
+        Claim("q_path", f"only the Q path {an} -> {sn} mean-ablated: accuracy", get(path, "Q"), "<", 0.9, "%"),
+        Claim("q_path_worst", "Q path's ablated accuracy minus the lower of the K and V paths'",
+              None if not path else path["Q"] - min(path["K"], path["V"]), "<", 0.0),
+    ]
+    family_x = torch.cat([x for name, (x, _) in suite.items() if name != uniform_name])
+    family_y = torch.cat([y for name, (_, y) in suite.items() if name != uniform_name])
+    agree = ov = None
+    if sel is not None and not C._has_ln(model, sel[0]):
+        predicted, _ = C.select_and_copy_from_activations(model, tokens, *sel)
+        agree = (predicted == model(tokens, last_only=True)[:, -1].argmax(-1)).float().mean().item()
+        miss, selected = C.select_and_copy_misses(model, family_x, family_y, *sel)
+        edge = (family_y < 8) | (family_y >= V - 8)
+        ov = ov_matrix(model, *sel, few)
+    note = "" if sel is None or agree is not None else "needs a model without LayerNorm"
+    claims += [
+        Claim("select_copy", f"select-then-copy from {sn} (real scores, OV row of the pick; approximate) agrees "
+              f"with the model on {uniform_name} uniform lists", agree, ">=", 0.99, "%", note=note),
+        Claim("select_copy_families", "... and on all family inputs together",
+              None if agree is None else (~miss).float().mean().item(), ">=", 0.9, "%", note=note),
+        Claim("select_copy_edges", "its agreement within 8 of the range ends minus in the middle (misses gather "
+              "at the ends)", None if agree is None else ((~miss[edge]).float().mean() - (~miss[~edge]).float().mean()
+                                                          ).item(), "<", 0.0, note=note),
+        Claim("ov_diagonal", f"{sn}'s full OV circuit copies: rows peaking on the attended value",
+              None if ov is None else C.diagonal_fraction(ov), ">=", 0.9, "%",
+              note=ov_note(model, sel[0]) if sel else ""),
+        Claim("ov_copying", f"{sn}'s OV copying score", None if ov is None else C.copying_score(ov), ">=", 0.5),
+    ]
+    return {"claims": claims, "averaging head": avg_head, "selecting head": sel,
+            "misses": None if agree is None else (miss, selected)}
+
+
+# ------------------------------------------------------------------------------------------------ formation
+def formation_claim(marks: dict, structure: str, accuracy: str) -> Claim:
+    """The structure `structure` (a progress measure) forms no later than the accuracy `accuracy` it
+    supports: the difference of their formation steps (shared.progress.formation_step) is <= 0."""
+    s, a = marks.get(structure), marks.get(accuracy)
+    value = None if s is None or a is None else s - a
+    return Claim("formation", f"'{structure}' forms (step {s}) no later than '{accuracy}' (step {a}): "
+                 "difference of steps", value, "<=", 0, note="snapshots of this run")

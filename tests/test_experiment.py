@@ -1,0 +1,79 @@
+"""What training.py guarantees around training: refusals before it starts, snapshots that belong to their
+model, a checkpoint that is never lost, and a one-line verdict."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from find_min.dataset import task as min_task
+from shared import CheckpointError, load_checkpoint, load_snapshots
+from shared.experiment import run_training
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = dict(n=4, V=16, n_layers=1, n_heads=1, d_model=32, d_head=32, d_mlp=None, act_fn="relu",
+            normalization_type=None, init_scale=1.0, batch_size=256, max_steps=300, lr=1e-2, weight_decay=0.0,
+            warmup_steps=20, min_lr_frac=0.1, grad_clip=1.0, eval_every=50, eval_size=1024,
+            target_accuracy=1.0, seed=0, device="cpu", snapshots=6)
+
+
+@pytest.mark.parametrize("task, args, message", [
+    ("find_median", ["--n=6"], "odd list length"),
+    ("find_min", ["--V=4"], "--V=4"),
+    ("find_median", ["--V=2"], "--V=2"),
+])
+def test_task_parameters_are_refused_before_training(task, args, message, tmp_path):
+    run = subprocess.run([sys.executable, str(ROOT / task / "training.py"), f"--out={tmp_path / 'm.pt'}", *args],
+                         capture_output=True, text=True, timeout=120)
+    lines = run.stderr.strip().splitlines()
+    assert run.returncode != 0 and len(lines) == 1 and message in lines[0], run.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unwritable_output_is_refused_before_training(tmp_path):
+    (tmp_path / "a_file").write_text("")
+    run = subprocess.run([sys.executable, str(ROOT / "find_min/training.py"), f"--out={tmp_path / 'a_file/m.pt'}"],
+                         capture_output=True, text=True, timeout=120)
+    lines = run.stderr.strip().splitlines()
+    assert run.returncode != 0 and len(lines) == 1 and "cannot write there" in lines[0], run.stderr
+
+
+def test_snapshots_belong_to_their_model(tmp_path, capsys):
+    T, out = min_task(n=4, V=16), tmp_path / "model.pt"
+    run_training(T, TINY, out, progress=False)
+    first = load_checkpoint(out, task="find_min")
+    assert len(load_snapshots(tmp_path / "model.snapshots.pt", run_id=first.metadata["run_id"])) >= 4
+    # another run, also with snapshots: the first run's id no longer matches the file
+    run_training(T, {**TINY, "seed": 1}, out, progress=False)
+    with pytest.raises(CheckpointError, match="no snapshots for this model: train with --snapshots=N"):
+        load_snapshots(tmp_path / "model.snapshots.pt", run_id=first.metadata["run_id"])
+    # a run without snapshots removes the stale file
+    run_training(T, {**TINY, "seed": 2, "snapshots": 0}, out, progress=False)
+    assert not (tmp_path / "model.snapshots.pt").exists()
+    with pytest.raises(CheckpointError, match="no snapshots for this model"):
+        load_snapshots(tmp_path / "model.snapshots.pt", run_id=load_checkpoint(out).metadata["run_id"])
+    # the same seed gives the same weights, hence the same run id
+    run_training(T, {**TINY, "seed": 2, "snapshots": 0}, tmp_path / "again.pt", progress=False)
+    assert load_checkpoint(tmp_path / "again.pt").metadata["run_id"] == load_checkpoint(out).metadata["run_id"]
+    assert "target reached at step" in capsys.readouterr().out
+
+
+def test_a_failed_save_keeps_the_model(tmp_path, capsys):
+    (tmp_path / "a_file").write_text("")
+    model, _ = run_training(min_task(n=4, V=16), {**TINY, "snapshots": 0}, tmp_path / "a_file/m.pt", progress=False)
+    err = capsys.readouterr().err
+    saved = Path(err.split("saved to ")[1].split(" instead")[0])
+    assert saved.is_file() and torch.equal(load_checkpoint(saved).W_E, model.W_E)
+
+
+def test_checkpoint_of_another_task_is_refused(tmp_path):
+    run_training(min_task(n=4, V=16), {**TINY, "snapshots": 0, "max_steps": 20}, tmp_path / "m.pt", progress=False)
+    with pytest.raises(CheckpointError, match="a checkpoint of task 'find_min', expected 'find_median'"):
+        load_checkpoint(tmp_path / "m.pt", task="find_median")
+
+
+def test_verdict_when_the_target_is_missed(tmp_path, capsys):
+    run_training(min_task(n=4, V=16), {**TINY, "snapshots": 0, "max_steps": 20}, tmp_path / "m.pt", progress=False)
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    assert line.startswith("target not reached by max_steps=20") and "weakest family" in line
