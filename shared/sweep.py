@@ -5,9 +5,12 @@
 
 Any other `--name=value` is a hyperparameter override, checked as training.py checks it. Each seed trains in
 its own process (torch threads split so that jobs x threads <= cores) and goes to
-<task>/checkpoints/sweep/<name>/seed<k>.pt; the summary goes to summary.csv beside them and is printed as a
-markdown table. A seed whose checkpoint is already there with the same hyperparameters is not retrained, so
-an interrupted sweep resumes where it stopped, and `--seeds=k` alone is one job of a cluster array.
+<task>/checkpoints/sweep/<name>/seed<k>.pt (or --folder=PATH/seed<k>.pt), with what it printed in seed<k>.log;
+the summary goes to summary.csv beside them and is printed as a markdown table. A seed whose checkpoint is
+already there with the same hyperparameters is not retrained, so an interrupted sweep resumes where it
+stopped, and `--seeds=k` alone is one job of a cluster array. Only the hyperparameters are compared: after a
+code change that alters training (the data mix, the initialisation), sweep under a new --name or delete the
+folder.
 """
 import contextlib
 import csv
@@ -24,12 +27,12 @@ from tqdm.auto import tqdm
 
 from .checkpoint import CheckpointError, load_checkpoint
 from .cli import apply_overrides, hyperparameters
-from .experiment import CLI_LIMITS, make_task
+from .experiment import CLI_LIMITS, check_writable, make_task
 from .tasks import evaluation_suite, family_accuracies
 
 ROOT = Path(__file__).resolve().parent.parent
 TASKS = ("find_min", "find_median")
-SWEEP_OPTIONS = ("seeds", "jobs", "name")
+SWEEP_OPTIONS = ("seeds", "jobs", "name", "folder")
 NOT_OVERRIDABLE = ("seed", "out", "snapshots", "device")  # set by the sweep itself
 
 
@@ -48,7 +51,7 @@ def parse_seeds(text: str) -> list:
 
 
 def parse_args(argv):
-    """(task, seeds, jobs, name, hyperparameters) from the command line; one-line SystemExit when bad."""
+    """(task, seeds, jobs, folder, hyperparameters) from the command line; one-line SystemExit when bad."""
     if not argv or argv[0] in ("-h", "--help"):
         raise SystemExit(__doc__.strip() if argv else "usage: python -m shared.sweep TASK --seeds=0-19 "
                          "[--jobs=2] [--name=NAME] [--hyperparameter=value ...]")
@@ -81,11 +84,9 @@ def parse_args(argv):
     g = dict(hyperparameters(vars(module)))
     params = apply_overrides(g, overrides, **CLI_LIMITS)
     make_task(importlib.import_module(f"{task}.dataset").task, params)  # bad n or V: refused now
-    return task, seeds, int(jobs), name, params
-
-
-def sweep_folder(task: str, name: str) -> Path:
-    return ROOT / task / "checkpoints" / "sweep" / name
+    folder = Path(own["folder"]) if own.get("folder") else ROOT / task / "checkpoints" / "sweep" / name
+    check_writable(folder / "summary.csv")
+    return task, seeds, int(jobs), folder, params
 
 
 def _same_recipe(path: Path, params: dict) -> bool:
@@ -155,16 +156,17 @@ def markdown(rows: list) -> str:
     return "\n".join(lines)
 
 
-def run_sweep(task: str, seeds, jobs: int, name: str, params: dict, progress: bool = True) -> list:
+def run_sweep(task: str, seeds, jobs: int, folder: Path, params: dict, progress: bool = True) -> list:
     """Train every seed not already done (jobs at a time), then summarise all of them; returns the rows."""
-    folder = sweep_folder(task, name)
     folder.mkdir(parents=True, exist_ok=True)
     paths = {seed: folder / f"seed{seed}.pt" for seed in seeds}
     todo = [seed for seed in seeds if not _same_recipe(paths[seed], params)]
     if len(todo) < len(seeds):
         print(f"{len(seeds) - len(todo)} seed(s) already trained with this recipe in {folder}: kept")
-    threads = max(1, (os.cpu_count() or 1) // jobs)
-    bar = tqdm(total=len(todo), desc=f"{task} sweep '{name}'", disable=not progress)
+    cores = os.cpu_count() or 1
+    jobs = min(jobs, cores, max(1, len(todo)))  # more processes than cores would only share them
+    threads = max(1, cores // jobs)
+    bar = tqdm(total=len(todo), desc=f"{task} sweep {folder.name}", disable=not progress)
     try:
         # spawn, not fork: a forked child can hang on the parent's OpenMP thread pool
         with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
@@ -182,14 +184,14 @@ def run_sweep(task: str, seeds, jobs: int, name: str, params: dict, progress: bo
 
 
 def main(argv=None):
-    task, seeds, jobs, name, params = parse_args(sys.argv[1:] if argv is None else argv)
+    task, seeds, jobs, folder, params = parse_args(sys.argv[1:] if argv is None else argv)
     try:
-        rows = run_sweep(task, seeds, jobs, name, params)
+        rows = run_sweep(task, seeds, jobs, folder, params)
     except KeyboardInterrupt:
         raise SystemExit("interrupted: finished seeds are saved; run the same command again to train the rest")
     print(markdown(rows))
     reached = sum(r["target reached"] for r in rows)
-    print(f"{reached}/{len(rows)} seeds reached the target; summary: {sweep_folder(task, name) / 'summary.csv'}")
+    print(f"{reached}/{len(rows)} seeds reached the target; summary: {folder / 'summary.csv'}")
 
 
 if __name__ == "__main__":

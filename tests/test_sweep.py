@@ -1,0 +1,58 @@
+"""python -m shared.sweep: seeds in parallel, a summary recomputed from the checkpoints, resuming, refusals."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from shared.sweep import parse_seeds, read_csv, summary_row
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ["--n=4", "--V=16", "--d_model=32", "--d_head=32", "--max_steps=300", "--batch_size=256", "--lr=1e-2",
+        "--eval_every=50", "--eval_size=512"]
+
+
+def sweep(*args, timeout=300):
+    return subprocess.run([sys.executable, "-m", "shared.sweep", *args], capture_output=True, text=True, cwd=ROOT,
+                          timeout=timeout)
+
+
+def test_two_seeds_two_jobs_then_resume(tmp_path):
+    run = sweep("find_min", "--seeds=0-1", "--jobs=2", f"--folder={tmp_path}", *TINY)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert {p.name for p in tmp_path.glob("seed*.pt")} == {"seed0.pt", "seed1.pt"}
+    rows = read_csv(tmp_path / "summary.csv")
+    assert [int(r["seed"]) for r in rows] == [0, 1]
+    for row in rows:  # every figure of the summary is recomputed from the checkpoint it describes
+        again = summary_row("find_min", int(row["seed"]), tmp_path / f"seed{row['seed']}.pt")
+        assert {k: str(v) for k, v in again.items()} == row
+        assert float(row["uniform (100,000)"]) >= 0.98 and row["target reached"] in ("True", "False")
+    assert "| seed | uniform (100,000) | weakest family |" in run.stdout
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.glob("seed*.pt")}
+    again = sweep("find_min", "--seeds=0-1", "--jobs=2", f"--folder={tmp_path}", *TINY)
+    assert again.returncode == 0 and "2 seed(s) already trained with this recipe" in again.stdout
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.glob("seed*.pt")} == before  # nothing retrained
+
+
+@pytest.mark.parametrize("args, message", [
+    (["find_min", "--seeds=5-2"], "empty range"),
+    (["find_min", "--seeds="], "expected seeds like"),
+    (["find_min", "--seeds=a-b"], "expected seeds like"),
+    (["find_min"], "--seeds is required"),
+    (["find_max", "--seeds=0"], "unknown task"),
+    (["find_min", "--seeds=0", "--lr=abc"], "--lr=abc"),
+    (["find_min", "--seeds=0", "--seed=3"], "set by the sweep"),
+    (["find_min", "--seeds=0", "--jobs=0"], "--jobs=0"),
+    (["find_median", "--seeds=0", "--n=4"], "odd list length"),
+])
+def test_bad_input_is_refused_with_one_line(args, message, tmp_path):
+    run = sweep(*args, f"--folder={tmp_path / 'out'}", timeout=120)
+    lines = run.stderr.strip().splitlines()
+    assert run.returncode != 0 and len(lines) == 1 and message in lines[0], run.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_parse_seeds():
+    assert parse_seeds("0-3") == [0, 1, 2, 3] and parse_seeds("7") == [7] and parse_seeds("0,2,5-6") == [0, 2, 5, 6]
+    with pytest.raises(ValueError):
+        parse_seeds("3-1")
