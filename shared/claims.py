@@ -76,6 +76,13 @@ def sep_attention_on(model, tokens, targets):
     return C.attention_on(model, tokens, tokens[:, :-1] == targets[:, None])
 
 
+def suite_accuracies(model, suite):
+    """(predictions, accuracies, weakest family) of the model on every family of the suite, from one pass."""
+    predictions = family_predictions(model, suite)
+    accuracies = {name: (predictions[name] == y).float().mean().item() for name, (_, y) in suite.items()}
+    return predictions, accuracies, min(accuracies, key=accuracies.get)
+
+
 def heads(model):
     return [(l, h) for l in range(model.cfg.n_layers) for h in range(model.cfg.n_heads)]
 
@@ -177,9 +184,7 @@ def find_min_claims(model, suite: dict, sample: int = 20000) -> dict:
     tokens, targets = suite[uniform_name]
     few, few_targets = tokens[:sample], targets[:sample]
     n, V = tokens.shape[1] - 1, model.cfg.d_vocab_out
-    predictions = family_predictions(model, suite)
-    accuracies = {name: (predictions[name] == y).float().mean().item() for name, (_, y) in suite.items()}
-    weakest = min(accuracies, key=accuracies.get)
+    predictions, accuracies, weakest = suite_accuracies(model, suite)
     errors = sum((predictions[name] != y).sum().item() for name, (_, y) in suite.items())
     inputs = sum(len(y) for _, y in suite.values())
     on_min = sep_attention_on(model, few, few_targets)
@@ -317,9 +322,7 @@ def find_median_claims(model, suite: dict, pairs, averaging=None, sample: int = 
     few, few_targets = tokens[:sample], targets[:sample]
     cfg, n, V = model.cfg, tokens.shape[1] - 1, model.cfg.d_vocab_out
     k = n // 2
-    predictions = family_predictions(model, suite)
-    accuracies = {name: (predictions[name] == y).float().mean().item() for name, (_, y) in suite.items()}
-    weakest = min(accuracies, key=accuracies.get)
+    predictions, accuracies, weakest = suite_accuracies(model, suite)
     wrong = mistakes(model, suite, limit=10**6, predictions=predictions)
     inputs = sum(len(y) for _, y in suite.values())
     neighbours = round(sorted_neighbour_share(wrong, k) * len(wrong))

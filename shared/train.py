@@ -85,8 +85,8 @@ def train(model, sample_batch: Callable, eval_tokens, eval_targets, *, max_steps
         model.eval()
         eval_loss, acc = evaluate(model, eval_tokens, eval_targets)
         model.train()
-        for key, value in zip(history, (step, float(running) / max(1, n_running), eval_loss, acc,
-                                        time.perf_counter() - t0)):
+        for key, value in zip(("step", "train_loss", "eval_loss", "eval_accuracy", "seconds"),
+                              (step, float(running) / max(1, n_running), eval_loss, acc, time.perf_counter() - t0)):
             history[key].append(value)
         bar.set_postfix(loss=f"{eval_loss:.4f}", acc=f"{acc:.4%}")
         return acc
