@@ -83,6 +83,22 @@ def suite_accuracies(model, suite):
     return predictions, accuracies, min(accuracies, key=accuracies.get)
 
 
+def qk_spread(model, head, n) -> float:
+    """Largest minus smallest full-QK score a layer-0 head gives from SEP to any value at any position:
+    attention weights differ by at most a factor e^spread, so a small spread means averaging."""
+    V = model.cfg.d_vocab_out
+    scores = C.full_qk_circuit(model, head, V, n, range(n))[:, :V]
+    return (scores.max() - scores.min()).item()
+
+
+def accuracy_claims(accuracies: dict, weakest: str) -> list:
+    """Right on fresh uniform lists (>= 99.9%) and on every family (>= 99%), as the recipe promises."""
+    uniform_name = next(name for name in accuracies if name.startswith("uniform ("))
+    return [Claim("accuracy", f"accuracy on {uniform_name[len('uniform ('):-1]} fresh uniform lists",
+                  accuracies[uniform_name], ">=", 0.999, "%"),
+            Claim("weakest_family", f"accuracy on the weakest family ({weakest})", accuracies[weakest], ">=", 0.99, "%")]
+
+
 def heads(model):
     return [(l, h) for l in range(model.cfg.n_layers) for h in range(model.cfg.n_heads)]
 
@@ -210,15 +226,15 @@ def find_min_claims(model, suite: dict, sample: int = 20000) -> dict:
     chance = most_frequent_answer_rate(few_targets)
     ln_gap = math.log(n - 1)
     claims = [
-        Claim("accuracy", f"accuracy on {uniform_name[len('uniform ('):-1]} fresh uniform lists", accuracies[uniform_name], ">=", 0.999, "%"),
-        Claim("weakest_family", f"accuracy on the weakest family ({weakest})", accuracies[weakest], ">=", 0.99, "%"),
+        *accuracy_claims(accuracies, weakest),
         Claim("errors", f"share of wrong answers over all {inputs:,} inputs ({errors:,} wrong)", errors / inputs,
               "<=", 0.001, "%"),
         Claim("selects", f"{name} (the head most on the minimum) puts SEP's attention on the minimum, uniform lists",
               on_min[layer, head].item(), ">=", 0.9),
         Claim("near_ties", f"{name} still gives the minimum most of SEP's attention on near ties",
               sep_attention_on(model, near_x, near_y)[layer, head].item(), ">=", 0.5),
-        Claim("qk_monotone", f"{name}'s full QK score falls with the key's value: worst rank correlation over positions",
+        Claim("qk_monotone", f"{name}'s full QK score falls with the key's value: worst rank correlation over "
+              "positions",
               qk["rank correlation"], "<=", -0.99, note=qk_note),
         Claim("qk_strict", f"{name}'s QK score strictly decreasing: smallest score(t) - score(t+1) at one position",
               qk["smallest gap"], ">", 0.0, note=qk_note),
@@ -327,8 +343,7 @@ def find_median_claims(model, suite: dict, pairs, averaging=None, sample: int = 
     inputs = sum(len(y) for _, y in suite.values())
     neighbours = round(sorted_neighbour_share(wrong, k) * len(wrong))
     claims = [
-        Claim("accuracy", f"accuracy on {uniform_name[len('uniform ('):-1]} fresh uniform lists", accuracies[uniform_name], ">=", 0.999, "%"),
-        Claim("weakest_family", f"accuracy on the weakest family ({weakest})", accuracies[weakest], ">=", 0.99, "%"),
+        *accuracy_claims(accuracies, weakest),
         Claim("near_misses", f"mistakes that are not a sorted neighbour of the median, per input ({len(wrong)} "
               f"mistakes, {neighbours} of them neighbours)", (len(wrong) - neighbours) / inputs, "<=", 1e-4, "%"),
     ]
@@ -336,8 +351,7 @@ def find_median_claims(model, suite: dict, pairs, averaging=None, sample: int = 
         claims += averaging_claims(averaging, tokens[:20000], targets[:20000])
     on_median = sep_attention_on(model, few, few_targets)
     share = (few[:, :-1] == few_targets[:, None]).float().sum(1).mean().item() / (n + 1)
-    spreads = {h: (lambda s: (s.max() - s.min()).item())(C.full_qk_circuit(model, h, V, n, range(n))[:, :V])
-               for h in range(cfg.n_heads)}
+    spreads = {h: qk_spread(model, h, n) for h in range(cfg.n_heads)}
     avg_head = (0, min(spreads, key=spreads.get))
     later = [(l, h) for l, h in heads(model) if l >= 1]
     sel = max(later, key=lambda lh: on_median[lh].item()) if later else None
@@ -372,13 +386,13 @@ def find_median_claims(model, suite: dict, pairs, averaging=None, sample: int = 
     ]
     z = lambda lh, position: patched_fraction(model, pairs, f"blocks.{lh[0]}.attn.hook_z", position, lh[1])
     changed = (pairs[0] != pairs[1]).float().argmax(-1)[0].item()
+    at_changed = [v for v in (z(lh, changed) for lh in [avg_head] + ([sel] if sel else [])) if v is not None]
     claims += [
         Claim("patch_sel_sep", f"{sn}'s output at SEP, patched clean into corrupted: logit difference recovered",
               None if sel is None else z(sel, n), ">=", 0.8),
         Claim("patch_avg_sep", f"{an}'s output at SEP, patched: logit difference recovered", z(avg_head, n), ">=", 0.3),
         Claim("patch_changed", f"either head's output at the changed position {changed}, patched: at most",
-              max((z(lh, changed) for lh in ([avg_head] + ([sel] if sel else []))), key=lambda v: -1 if v is None else v),
-              "<=", 0.1),
+              max(at_changed) if at_changed else None, "<=", 0.1),
     ]
     last_mlp = [f"blocks.{cfg.n_layers - 1}.hook_mlp_out"] if has_mlp else []
     sel_result = None if sel is None else (f"blocks.{sel[0]}.attn.hook_result", sel[1])
@@ -399,12 +413,11 @@ def find_median_claims(model, suite: dict, pairs, averaging=None, sample: int = 
             ratio[kind] = (C.composition_scores(model, kind)[avg_head[0], avg_head[1], sel[0], sel[1]]
                            / C.composition_baseline(cfg, kind)).item()
             path[kind] = C.path_ablation_accuracy(model, few, few_targets, avg_head, sel, kind, few)
-    get = lambda d, key: d.get(key)
     claims += [
-        Claim("q_composition", f"Q-composition {an} -> {sn} over the random baseline", get(ratio, "Q"), ">=", 1.2),
+        Claim("q_composition", f"Q-composition {an} -> {sn} over the random baseline", ratio.get("Q"), ">=", 1.2),
         Claim("q_strongest", "Q-composition ratio minus the larger of K and V",
               None if not ratio else ratio["Q"] - max(ratio["K"], ratio["V"]), ">", 0.0),
-        Claim("q_path", f"only the Q path {an} -> {sn} mean-ablated costs at least 2 points: accuracy", get(path, "Q"),
+        Claim("q_path", f"only the Q path {an} -> {sn} mean-ablated costs at least 2 points: accuracy", path.get("Q"),
               "<", 0.98, "%"),
         Claim("q_path_worst", "Q path's ablated accuracy minus the lower of the K and V paths'",
               None if not path else path["Q"] - min(path["K"], path["V"]), "<", 0.0),
@@ -428,7 +441,8 @@ def find_median_claims(model, suite: dict, pairs, averaging=None, sample: int = 
         Claim("select_copy_edges", f"its agreement within {EDGE} of the range ends minus in the middle (misses gather "
               "at the ends)", None if agree is None else ((~miss[edge]).float().mean() - (~miss[~edge]).float().mean()
                                                           ).item(), "<", 0.0, note=note),
-        Claim("ov_diagonal_middle", f"{sn}'s full OV circuit copies away from the range ends: rows {EDGE}..{V - EDGE - 1} "
+        Claim("ov_diagonal_middle", f"{sn}'s full OV circuit copies away from the range ends: rows "
+              f"{EDGE}..{V - EDGE - 1} "
               "peaking on the attended value", None if ov is None else middle_diagonal_fraction(ov), ">=", 0.8, "%",
               note=ov_note(model, sel[0]) if sel else ""),
         Claim("ov_copying", f"{sn}'s OV copying score", None if ov is None else C.copying_score(ov), ">=", 0.5),
@@ -438,10 +452,12 @@ def find_median_claims(model, suite: dict, pairs, averaging=None, sample: int = 
 
 
 # ------------------------------------------------------------------------------------------------ formation
-def formation_series(snapshots, families: dict, probe, measures) -> tuple:
-    """(series, marks): shared.progress.track over the snapshots, and the formation step of each of
+def formation_series(snapshots, task, suite: dict, family_names, measures) -> tuple:
+    """(series, marks): shared.progress.track over the snapshots, on 500 lists of each of the task's
+    families named, with 2,000 of the suite's uniform lists as probe; and the formation step of each of
     `measures` that the model has (shared.progress.formation_step)."""
-    series = track(snapshots, families, probe)
+    families = {f: (x[:500], y[:500]) for f, (x, y) in task.families().items() if f in family_names}
+    series = track(snapshots, families, (suite["uniform"][0][:2000], suite["uniform"][1][:2000]))
     marks = {m: formation_step(series["step"], series[m]) for m in measures if m in series}
     return series, marks
 

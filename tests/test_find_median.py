@@ -102,9 +102,7 @@ def test_formation_order_of_section_7(model, suite):
     than accuracy on near ties, which it makes possible."""
     snapshots = load_snapshots(ROOT / "find_median/checkpoints/model.snapshots.pt", run_id=model.metadata["run_id"])
     near = "near tie (m-1 below, m+1 above)"
-    families = {f: (x[:500], y[:500]) for f, (x, y) in task().families().items()
-                if f in ("uniform", "every answer equally often", near)}
-    _, marks = formation_series(snapshots, families, (suite["uniform"][0][:2000], suite["uniform"][1][:2000]),
+    _, marks = formation_series(snapshots, task(), suite, [near],
                                 ["attention on answer: L1H0", f"accuracy: {near}"])
     assert formation_claim(marks, "attention on answer: L1H0", f"accuracy: {near}").holds, marks
 

@@ -88,9 +88,7 @@ def test_formation_order_of_section_7(model, suite):
     """Section 7's claim on the committed snapshots (the notebook's inputs): the head's attention on the
     minimum forms no later than accuracy on uniform lists."""
     snapshots = load_snapshots(ROOT / "find_min/checkpoints/model.snapshots.pt", run_id=model.metadata["run_id"])
-    families = {f: (x[:500], y[:500]) for f, (x, y) in task().families().items()
-                if f in ("uniform", "every answer equally often", "near tie (others = min + 1)")}
-    _, marks = formation_series(snapshots, families, (suite["uniform"][0][:2000], suite["uniform"][1][:2000]),
+    _, marks = formation_series(snapshots, task(), suite, ["uniform"],
                                 ["attention on answer: L0H0", "accuracy: uniform"])
     assert formation_claim(marks, "attention on answer: L0H0", "accuracy: uniform").holds, marks
 
