@@ -1,0 +1,196 @@
+"""How much of the model does a stated circuit explain? Resample everything outside it and measure.
+
+A circuit is a set of paths (sender component, receiver): heads ('L0H1') and MLPs ('MLP 0') send; a head's
+query, key or value input ('L1H0.q'), an MLP or the logits receive (circuit_of(model, keep) takes every path
+out of whole components). The embeddings are the input and reach everything. On every path outside the
+circuit the receiver sees the sender's output on another input of the same family instead (resample
+ablation: activations stay realistic, only their information about this input is gone), and
+
+    loss recovered = (L_all_resampled - L_circuit) / (L_all_resampled - L_model)
+
+is 100% when the circuit alone does what the model does and 0% when it does no better than the model with
+every path resampled (Chan et al. 2022, causal scrubbing; Wang et al. 2022, faithfulness in the IOI paper).
+An explanation can also say what a kept head does: run_circuit's `attention` forces its attention onto
+stated keys. Completeness (IOI): removing any one component the circuit sends from should cost the circuit
+about what it costs the model.
+"""
+from functools import partial
+
+import torch
+import torch.nn.functional as F
+
+
+def components(model) -> list:
+    """Every head and MLP of the model, by name: 'L{l}H{h}' and 'MLP {l}'."""
+    cfg = model.cfg
+    heads = [f"L{l}H{h}" for l in range(cfg.n_layers) for h in range(cfg.n_heads)]
+    return heads + ([f"MLP {l}" for l in range(cfg.n_layers)] if cfg.d_mlp else [])
+
+
+def _hook_of(model, component):
+    """(hook name, head index or None) of a component's output."""
+    if component.startswith("MLP "):
+        layer = int(component[4:])
+        if not model.cfg.d_mlp or not 0 <= layer < model.cfg.n_layers:
+            raise ValueError(f"no component {component!r} in this model; it has {components(model)}")
+        return f"blocks.{layer}.hook_mlp_out", None
+    if component not in components(model):
+        raise ValueError(f"no component {component!r} in this model; it has {components(model)}")
+    layer, head = component[1:].split("H")
+    return f"blocks.{layer}.attn.hook_result", int(head)
+
+
+def other_inputs(tokens, seed=0):
+    """A reordering of tokens in which no row stays in place (row i of the result is another input of the
+    same batch), for resample ablation within one family."""
+    if len(tokens) < 2:
+        raise ValueError("resample ablation needs at least two inputs")
+    order = torch.randperm(len(tokens), generator=torch.Generator().manual_seed(seed))
+    other = torch.empty_like(order)
+    other[order] = order.roll(-1)  # each row takes the next one in a random cycle through all rows
+    return tokens[other]
+
+
+def receivers(model) -> list:
+    """What a path can end in: each head's query, key and value input ('L1H0.q'), each MLP, and 'logits'."""
+    heads = [c for c in components(model) if not c.startswith("MLP")]
+    mlps = [c for c in components(model) if c.startswith("MLP")]
+    return [f"{h}.{x}" for h in heads for x in "qkv"] + mlps + ["logits"]
+
+
+def circuit_of(model, keep) -> set:
+    """The circuit of whole components: every path out of a kept component, into anything."""
+    for c in keep:
+        _hook_of(model, c)  # a misspelt component is an error, not a silently empty circuit
+    return {(s, r) for r in receivers(model) for s in _senders(model, r) if s in set(keep)}
+
+
+def _layer(component):
+    return int(component[4:]) if component.startswith("MLP") else int(component[1:].split("H")[0])
+
+
+def _senders(model, receiver):
+    """Components whose output reaches `receiver`'s input: earlier layers, and this layer's heads for its MLP."""
+    if receiver == "logits":
+        return components(model)
+    layer = _layer(receiver)
+    return [c for c in components(model) if _layer(c) < layer or (receiver.startswith("MLP") and
+                                                                   _layer(c) == layer and not c.startswith("MLP"))]
+
+
+@torch.no_grad()
+def _outputs(model, tokens) -> dict:
+    """{component: its output [batch, pos, d_model]} on a normal run (heads without b_O)."""
+    names = sorted({_hook_of(model, c)[0] for c in components(model)})
+    _, cache = model.run_with_cache(tokens, names_filter=names)
+    outputs = {}
+    for c in components(model):
+        name, head = _hook_of(model, c)
+        outputs[c] = cache[name] if head is None else cache[name][:, :, head]
+    return outputs
+
+
+@torch.no_grad()
+def run_circuit(model, tokens, targets, circuit, reference, attention=None, reference_outputs=None):
+    """(mean loss, accuracy) of the model run with only the paths in `circuit` (a set of (sender component,
+    receiver) pairs: see receivers(); circuit_of(model, keep) for whole components) carrying this input:
+    every other path into a receiver carries the sender's output on the reference input (row i of
+    `reference` for row i of tokens), as it is on a normal run of that input. The embeddings are the input
+    and reach everything. attention: {head ('L1H0'): key mask [batch, k]} restricts that head's attention
+    from the last position onto the keys where a mask [batch, k <= pos] is True, in the proportions the head
+    itself gives them: what an explanation may say the head does ("attends only to the median")."""
+    cfg, edges = model.cfg, set(circuit)
+    unknown = {r for _, r in edges} - set(receivers(model)) | {s for s, _ in edges} - set(components(model))
+    if unknown:
+        raise ValueError(f"not a component or receiver of this model: {sorted(unknown)}")
+    other = reference_outputs if reference_outputs is not None else _outputs(model, reference)  # computed once by
+    own = {}  # faithfulness() for all its runs
+    P = tokens.shape[1]
+    x0 = model.W_E[tokens] + model.W_pos[:P]
+
+    def read(receiver):  # the residual stream as `receiver` sees it
+        before = cfg.n_layers if receiver == "logits" else _layer(receiver) + receiver.startswith("MLP")
+        x = x0 + sum(model.blocks[l].attn.b_O for l in range(before))  # b_O: constant, in no component
+        for s in _senders(model, receiver):
+            x = x + (own[s] if (s, receiver) in edges else other[s])
+        return x
+
+    causal = torch.ones(P, P, dtype=torch.bool, device=tokens.device).tril()
+    for l, block in enumerate(model.blocks):
+        a = block.attn
+        for h in range(cfg.n_heads):
+            name = f"L{l}H{h}"
+            q, k, v = (block.ln1(read(f"{name}.{x}")) @ W[h] + b[h]
+                       for x, W, b in (("q", a.W_Q, a.b_Q), ("k", a.W_K, a.b_K), ("v", a.W_V, a.b_V)))
+            pattern = (q @ k.transpose(1, 2) / q.shape[-1] ** 0.5).masked_fill(~causal, float("-inf")).softmax(-1)
+            if attention and name in attention:  # only the stated keys, in the proportions the head gives them
+                allowed = F.pad(attention[name].to(pattern.device, pattern.dtype), (0, P - attention[name].shape[1]))
+                kept = pattern[:, -1] * allowed
+                pattern[:, -1] = kept / kept.sum(-1, keepdim=True)
+            own[name] = pattern @ v @ a.W_O[h]
+        if block.mlp is not None:
+            own[f"MLP {l}"] = block.mlp(block.ln2(read(f"MLP {l}")))
+    logits = (model.ln_final(read("logits")) @ model.W_U + model.b_U)[:, -1]
+    return F.cross_entropy(logits, targets).item(), (logits.argmax(-1) == targets).float().mean().item()
+
+
+def recovered(loss, ablated, intact) -> float:
+    """(L_all_ablated - loss) / (L_all_ablated - L_model); NaN when ablating everything costs nothing."""
+    return (ablated - loss) / (ablated - intact) if ablated - intact > 1e-9 else float("nan")
+
+
+@torch.no_grad()
+def faithfulness(model, tokens, targets, circuit, attention=None, seed=0, completeness=False) -> dict:
+    """The circuit (run_circuit's paths) on (tokens, targets), inputs of one family, each resampled from
+    another of them: (loss, accuracy) of the model, of the model with every path resampled, and of the
+    circuit; the share of loss recovered; with completeness=True, for each component the circuit sends
+    from, the loss recovered by the model without it and by the circuit without it (IOI's completeness:
+    the two should be close)."""
+    reference = other_inputs(tokens, seed)
+    run = partial(run_circuit, model, tokens, targets, reference=reference, reference_outputs=_outputs(model, reference))
+    everything = circuit_of(model, components(model))
+    intact = run(everything)
+    ablated = run(set())
+    kept = run(circuit, attention=attention)
+    result = {"inputs": len(tokens), "model": intact, "all ablated": ablated, "circuit": kept,
+              "loss recovered": recovered(kept[0], ablated[0], intact[0])}
+    if completeness:
+        result["without"] = {}
+        for c in sorted({s for s, _ in circuit}):
+            model_without = run({e for e in everything if e[0] != c})
+            circuit_without = run({e for e in circuit if e[0] != c}, attention=attention)
+            result["without"][c] = (recovered(model_without[0], ablated[0], intact[0]),
+                                    recovered(circuit_without[0], ablated[0], intact[0]))
+    return result
+
+
+def attention_on_answer(head, tokens, targets) -> dict:
+    """run_circuit's `attention` for 'head attends from SEP only to the answer' (every position holding it)."""
+    return {head: tokens[:, :-1] == targets[:, None]}
+
+
+def attention_on_keys(head, positions, P) -> dict:
+    """run_circuit's `attention` for 'head attends from SEP only to key positions[i]' (one per input)."""
+    return {head: F.one_hot(positions, P).bool()}
+
+
+@torch.no_grad()
+def faithfulness_by_family(model, suite: dict, circuit, attention_of=None, size=2000, seed=0) -> dict:
+    """{family: faithfulness(...)} on the first `size` inputs of every family of the suite; attention_of(tokens,
+    targets) gives the `attention` for those inputs (e.g. partial(attention_on_answer, "L0H0")), or None."""
+    found = {}
+    for name, (tokens, targets) in suite.items():
+        x, y = tokens[:size], targets[:size]
+        found[name] = faithfulness(model, x, y, circuit, attention_of(x, y) if attention_of else None, seed)
+    return found
+
+
+def faithfulness_table(results: dict) -> str:
+    """Markdown, one row per family: accuracy of the model, of everything resampled, of the circuit, and the
+    loss recovered."""
+    lines = ["| family | inputs | model accuracy | all resampled | circuit accuracy | loss recovered |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for name, r in results.items():
+        lines.append(f"| {name} | {r['inputs']:,} | {r['model'][1]:.2%} | {r['all ablated'][1]:.2%} | "
+                     f"{r['circuit'][1]:.2%} | {r['loss recovered']:.2%} |")
+    return "\n".join(lines)
