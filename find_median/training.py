@@ -20,6 +20,7 @@ act_fn = "relu"
 normalization_type = None   # "LN" or None
 uniform_attention = False   # True: freeze every attention to uniform (the averaging baseline the README reports)
 init_scale = 1.0
+embed_std = None            # std of W_E and W_pos at init; None: init_scale / sqrt(d_model), like every weight
 batch_size = 512
 max_steps = 5000
 lr = 1e-2

@@ -19,6 +19,7 @@ d_mlp = None                # None: attention-only
 act_fn = "relu"
 normalization_type = None   # "LN" or None
 init_scale = 1.0
+embed_std = None            # std of W_E and W_pos at init; None: init_scale / sqrt(d_model), like every weight
 batch_size = 512
 max_steps = 2000
 lr = 3e-3

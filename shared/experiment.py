@@ -17,7 +17,7 @@ CLI_LIMITS = dict(  # passed to shared.cli.apply_overrides by every task's train
     zero_ok=("weight_decay", "warmup_steps", "grad_clip", "seed", "snapshots"),
     at_most={"target_accuracy": 1.0, "min_lr_frac": 1.0},
     choices={"normalization_type": ("LN", None), "act_fn": ("relu", "gelu"), "device": ("auto", "cpu", "cuda")},
-    types={"d_mlp": int},
+    types={"d_mlp": int, "embed_std": float},
 )
 
 
@@ -25,7 +25,7 @@ def model_config(task: ListTask, p: dict) -> Config:
     return Config(n_layers=p["n_layers"], n_heads=p["n_heads"], d_model=p["d_model"], d_head=p["d_head"],
                   d_mlp=p["d_mlp"], n_ctx=task.n + 1, d_vocab=task.V + 1, d_vocab_out=task.V,
                   act_fn=p["act_fn"], normalization_type=p["normalization_type"], init_scale=p["init_scale"],
-                  seed=p["seed"])
+                  embed_std=p.get("embed_std"), seed=p["seed"])
 
 
 def freeze_uniform_attention(model):

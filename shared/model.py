@@ -30,6 +30,7 @@ class Config:
     act_fn: str = "relu"  # "relu" or "gelu"
     normalization_type: Optional[str] = None  # "LN" or None
     init_scale: float = 1.0  # multiplies every initial standard deviation
+    embed_std: Optional[float] = None  # W_E and W_pos's initial std; None: init_scale / sqrt(d_model), as the rest
     seed: int = 0
 
     def __post_init__(self):
@@ -38,6 +39,8 @@ class Config:
                 raise ValueError(f"Config.{name} must be a positive int, got {getattr(self, name)!r}")
         if self.d_mlp is not None and (not isinstance(self.d_mlp, int) or self.d_mlp < 1):
             raise ValueError(f"Config.d_mlp must be None or a positive int, got {self.d_mlp!r}")
+        if self.embed_std is not None and not self.embed_std > 0:
+            raise ValueError(f"Config.embed_std must be None or > 0, got {self.embed_std!r}")
         if self.act_fn not in ("relu", "gelu"):
             raise ValueError(f"Config.act_fn must be 'relu' or 'gelu', got {self.act_fn!r}")
         if self.normalization_type not in ("LN", None):
@@ -178,16 +181,21 @@ class Block(nn.Module):
 # at norm ~1. With std 1 they moved about 8x slower, relative to their size under Adam, than W_Q and W_K: the
 # QK circuit sharpened attention before every token had found its place in the value order, and a token left
 # out of place never drew the attention that would move it (find_min: 18 of 20 seeds with "stuck" values).
+# embed_std sets another std, e.g. 1.0, the old unit std, to compare what seeds learn with it.
+def _embed_std(cfg):
+    return cfg.init_scale / math.sqrt(cfg.d_model) if cfg.embed_std is None else cfg.embed_std
+
+
 class Embed(nn.Module):
     def __init__(self, cfg):
         super().__init__()
-        self.W_E = _normal(cfg.d_vocab, cfg.d_model, std=cfg.init_scale / math.sqrt(cfg.d_model))
+        self.W_E = _normal(cfg.d_vocab, cfg.d_model, std=_embed_std(cfg))
 
 
 class PosEmbed(nn.Module):
     def __init__(self, cfg):
         super().__init__()
-        self.W_pos = _normal(cfg.n_ctx, cfg.d_model, std=cfg.init_scale / math.sqrt(cfg.d_model))
+        self.W_pos = _normal(cfg.n_ctx, cfg.d_model, std=_embed_std(cfg))
 
 
 class Unembed(nn.Module):
