@@ -190,3 +190,12 @@ def test_bad_config_and_tokens():
         Config(normalization_type="RMS")
     with pytest.raises(ValueError, match="n_ctx"):
         Transformer(SMALL)(torch.zeros(2, 7, dtype=torch.long))
+
+
+def test_embed_std_sets_only_the_embeddings():
+    default, unit = Transformer(Config(seed=0)), Transformer(Config(seed=0, embed_std=1.0))
+    assert default.W_E.std().item() == pytest.approx(1 / 8, rel=0.05)  # init_scale / sqrt(d_model = 64)
+    assert unit.W_E.std().item() == pytest.approx(1.0, rel=0.05) and unit.W_pos.std().item() == pytest.approx(1, rel=0.2)
+    assert torch.equal(default.W_Q, unit.W_Q)  # the rest of the initialisation is unchanged
+    with pytest.raises(ValueError, match="embed_std"):
+        Config(embed_std=0.0)
