@@ -2,11 +2,14 @@
 
     python -m shared.sweep find_min --seeds=0-19 --jobs=2             # the default recipe, 20 seeds
     python -m shared.sweep find_median --seeds=0-4 --n_layers=3 --name=three_layers
+    python -m shared.sweep find_median --seeds=0-19 --jobs=2 --publish  # also copy what the repo commits
 
 Any other `--name=value` is a hyperparameter override, checked as training.py checks it. Each seed trains in
 its own process (torch threads split so that jobs x threads <= cores) and goes to
 <task>/checkpoints/sweep/<name>/seed<k>.pt (or --folder=PATH/seed<k>.pt), with what it printed in seed<k>.log;
-the summary goes to summary.csv beside them and is printed as a markdown table. A seed whose checkpoint is
+the summary goes to summary.csv beside them and is printed as a markdown table, with each seed's mechanism
+class (shared.mechanisms and the task's MECHANISMS); --publish copies the summary and the lowest seed of each
+class to <task>/across_seeds/, which the notebooks and tests read. A seed whose checkpoint is
 already there with the same hyperparameters is not retrained, so an interrupted sweep resumes where it
 stopped, and `--seeds=k` alone is one job of a cluster array. Only the hyperparameters are compared: after a
 code change that alters training (the data mix, the initialisation), sweep under a new --name or delete the
@@ -18,6 +21,7 @@ import importlib
 import multiprocessing
 import os
 import re
+import shutil
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -28,11 +32,14 @@ from tqdm.auto import tqdm
 from .checkpoint import CheckpointError, load_checkpoint
 from .cli import apply_overrides, hyperparameters
 from .experiment import CLI_LIMITS, check_writable, make_task
+from .mechanisms import classify, mechanism_measures
 from .tasks import evaluation_suite, family_accuracies
 
 ROOT = Path(__file__).resolve().parent.parent
 TASKS = ("find_min", "find_median")
 SWEEP_OPTIONS = ("seeds", "jobs", "name", "folder")
+MEASURE_LISTS = 4000  # uniform lists the mechanism measures are read on
+PUBLISHED = "across_seeds"  # <task>/across_seeds/: the committed summaries and one checkpoint per class
 NOT_OVERRIDABLE = ("seed", "out", "snapshots", "device")  # set by the sweep itself
 
 
@@ -61,7 +68,9 @@ def parse_args(argv):
     own, overrides = {}, []
     for arg in rest:
         name = arg[2:].split("=", 1)[0] if arg.startswith("--") else None
-        if name in SWEEP_OPTIONS and "=" in arg:
+        if arg == "--publish":
+            own["publish"] = True
+        elif name in SWEEP_OPTIONS and "=" in arg:
             own[name] = arg.split("=", 1)[1]
         elif name in NOT_OVERRIDABLE:
             raise SystemExit(f"error: --{name}: set by the sweep, not overridable here")
@@ -86,7 +95,9 @@ def parse_args(argv):
     make_task(importlib.import_module(f"{task}.dataset").task, params)  # bad n or V: refused now
     folder = Path(own["folder"]) if own.get("folder") else ROOT / task / "checkpoints" / "sweep" / name
     check_writable(folder / "summary.csv")
-    return task, seeds, int(jobs), folder, params
+    if own.get("publish"):
+        check_writable(ROOT / task / PUBLISHED / f"{name}.csv")
+    return task, seeds, int(jobs), folder, params, name if own.get("publish") else None
 
 
 def _same_recipe(path: Path, params: dict) -> bool:
@@ -114,18 +125,25 @@ def _train_seed(task_name, params, path):
 
 def summary_row(task_name: str, seed: int, path: Path) -> dict:
     """The sweep's figures for one seed, recomputed from its checkpoint: accuracy on the evaluation suite
-    (100,000 uniform lists and every family), the weakest family, and when training reached its target."""
+    (100,000 uniform lists and every family), the weakest family, when training reached its target, the
+    mechanism measures (shared.mechanisms, on the suite's first MEASURE_LISTS uniform lists) and the class
+    the task's MECHANISMS give them."""
     model = load_checkpoint(path, task=task_name)
     meta = model.metadata
-    task = importlib.import_module(f"{task_name}.dataset").task(model.cfg.n_ctx - 1, model.cfg.d_vocab_out)
-    accuracies = family_accuracies(model, evaluation_suite(task))
+    dataset = importlib.import_module(f"{task_name}.dataset")
+    task = dataset.task(model.cfg.n_ctx - 1, model.cfg.d_vocab_out)
+    suite = evaluation_suite(task)
+    accuracies = family_accuracies(model, suite)
     weakest = min(accuracies, key=accuracies.get)
+    tokens, targets = next(iter(suite.values()))
+    measures = mechanism_measures(model, tokens[:MEASURE_LISTS], targets[:MEASURE_LISTS])
     history = meta["history"]
     reached = history.get("target_reached")
     seconds = history["seconds"][history["step"].index(reached)] if reached is not None else None
     row = {"seed": seed, "held-out": history["eval_accuracy"][-1], **accuracies, "weakest family": weakest,
            "weakest accuracy": accuracies[weakest], "target reached": reached is not None,
-           "steps": history["stopped_at"], "seconds to target": seconds, "train seconds": meta["train_seconds"]}
+           "steps": history["stopped_at"], "seconds to target": seconds, "train seconds": meta["train_seconds"],
+           **measures, "mechanism": classify(measures, dataset.MECHANISMS)}
     return row
 
 
@@ -142,6 +160,89 @@ def write_csv(path: Path, rows: list):
 def read_csv(path: Path) -> list:
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
+
+
+def _typed(text: str):
+    if text in ("", "None"):
+        return None
+    if text in ("True", "False"):
+        return text == "True"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def load_summary(path) -> list:
+    """A sweep's summary.csv as rows of numbers, booleans, None and strings (as summary_row made them)."""
+    return [{k: _typed(v) for k, v in row.items()} for row in read_csv(Path(path))]
+
+
+def representatives(rows: list) -> dict:
+    """{mechanism: the lowest seed of that class} over a summary's rows."""
+    lowest = {}
+    for row in sorted(rows, key=lambda r: r["seed"]):
+        lowest.setdefault(row["mechanism"], row["seed"])
+    return lowest
+
+
+def class_counts(rows: list) -> dict:
+    """{mechanism: how many seeds}, the most common first."""
+    counts = {}
+    for row in rows:
+        counts[row["mechanism"]] = counts.get(row["mechanism"], 0) + 1
+    return dict(sorted(counts.items(), key=lambda item: -item[1]))
+
+
+def published(task: str, root: Path = ROOT) -> dict:
+    """What <task>/across_seeds/ holds: {recipe name: {"rows": the summary's rows, "changes": the
+    hyperparameters that differ from training.py's defaults (read from a representative checkpoint),
+    "representatives": {class: checkpoint path}}}, the default recipe first."""
+    folder = root / task / PUBLISHED
+    defaults = hyperparameters(vars(importlib.import_module(f"{task}.training")))
+    found = {}
+    for path in sorted(folder.glob("*.csv"), key=lambda p: (p.stem != "default", p.stem)):
+        rows = load_summary(path)
+        reps = {name: folder / f"{path.stem}_seed{seed}.pt" for name, seed in representatives(rows).items()}
+        saved = load_checkpoint(next(iter(reps.values()))).metadata["hyperparameters"]
+        changes = {k: v for k, v in saved.items() if k not in NOT_OVERRIDABLE and defaults.get(k) != v}
+        found[path.stem] = {"rows": rows, "changes": changes, "representatives": reps}
+    return found
+
+
+def recipe_label(name: str, changes: dict) -> str:
+    return f"{name}: " + (" ".join(f"`--{k}={v}`" for k, v in changes.items()) or "training.py's defaults")
+
+
+def class_count_table(recipes: dict) -> str:
+    """Markdown, one row per published recipe: seeds, how many of them fall in each mechanism class, and the
+    weakest-family accuracy over seeds (lowest and median)."""
+    lines = ["| recipe | seeds | mechanism classes | weakest family, lowest seed | weakest family, median seed |",
+             "|---|---:|---|---:|---:|"]
+    for name, recipe in recipes.items():
+        rows = recipe["rows"]
+        weakest = sorted(r["weakest accuracy"] for r in rows)
+        counts = ", ".join(f"{count}/{len(rows)} {cls}" for cls, count in class_counts(rows).items())
+        lines.append(f"| {recipe_label(name, recipe['changes'])} | {len(rows)} | {counts} | {weakest[0]:.2%} | "
+                     f"{weakest[len(weakest) // 2]:.2%} |")
+    return "\n".join(lines)
+
+
+def publish(folder: Path, rows: list, name: str, out: Path) -> list:
+    """Copy the sweep's summary to out/<name>.csv and the lowest seed of each class to out/<name>_seed<k>.pt
+    (what the repository commits, in <task>/across_seeds/: the notebooks and tests read these); an earlier
+    publication of the same name is replaced. Returns the paths written."""
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob(f"{name}_seed*.pt"):
+        old.unlink()
+    written = [out / f"{name}.csv"]
+    shutil.copyfile(folder / "summary.csv", written[0])
+    for seed in representatives(rows).values():
+        written.append(out / f"{name}_seed{seed}.pt")
+        shutil.copyfile(folder / f"seed{seed}.pt", written[-1])
+    return written
 
 
 def markdown(rows: list) -> str:
@@ -184,7 +285,7 @@ def run_sweep(task: str, seeds, jobs: int, folder: Path, params: dict, progress:
 
 
 def main(argv=None):
-    task, seeds, jobs, folder, params = parse_args(sys.argv[1:] if argv is None else argv)
+    task, seeds, jobs, folder, params, published = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         rows = run_sweep(task, seeds, jobs, folder, params)
     except KeyboardInterrupt:
@@ -192,6 +293,10 @@ def main(argv=None):
     print(markdown(rows))
     reached = sum(r["target reached"] for r in rows)
     print(f"{reached}/{len(rows)} seeds reached the target; summary: {folder / 'summary.csv'}")
+    print("mechanisms: " + ", ".join(f"{count}/{len(rows)} {name}" for name, count in class_counts(rows).items()))
+    if published:
+        for path in publish(folder, rows, published, ROOT / task / PUBLISHED):
+            print(f"published {path}")
 
 
 if __name__ == "__main__":

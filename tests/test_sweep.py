@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.sweep import parse_seeds, read_csv, summary_row
+from shared.sweep import class_counts, load_summary, parse_seeds, publish, representatives, summary_row
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--n=4", "--V=16", "--d_model=32", "--d_head=32", "--max_steps=300", "--batch_size=256", "--lr=1e-2",
@@ -21,13 +21,17 @@ def test_two_seeds_two_jobs_then_resume(tmp_path):
     run = sweep("find_min", "--seeds=0-1", "--jobs=2", f"--folder={tmp_path}", *TINY)
     assert run.returncode == 0, run.stderr[-2000:]
     assert {p.name for p in tmp_path.glob("seed*.pt")} == {"seed0.pt", "seed1.pt"}
-    rows = read_csv(tmp_path / "summary.csv")
-    assert [int(r["seed"]) for r in rows] == [0, 1]
+    rows = load_summary(tmp_path / "summary.csv")
+    assert [r["seed"] for r in rows] == [0, 1]
     for row in rows:  # every figure of the summary is recomputed from the checkpoint it describes
-        again = summary_row("find_min", int(row["seed"]), tmp_path / f"seed{row['seed']}.pt")
-        assert {k: str(v) for k, v in again.items()} == row
-        assert float(row["uniform (100,000)"]) >= 0.98 and row["target reached"] in ("True", "False")
+        again = summary_row("find_min", row["seed"], tmp_path / f"seed{row['seed']}.pt")
+        assert again.keys() == row.keys()
+        for key, value in again.items():
+            assert row[key] == (pytest.approx(value) if isinstance(value, float) else value), key
+        assert row["uniform (100,000)"] >= 0.98 and row["target reached"] in (True, False)
+        assert row["mechanism"] == "one head selects in layer 0" and row["answer_attention"] >= 0.5
     assert "| seed | uniform (100,000) | weakest family |" in run.stdout
+    assert "mechanisms: 2/2 one head selects in layer 0" in run.stdout
     before = {p: p.stat().st_mtime_ns for p in tmp_path.glob("seed*.pt")}
     again = sweep("find_min", "--seeds=0-1", "--jobs=2", f"--folder={tmp_path}", *TINY)
     assert again.returncode == 0 and "2 seed(s) already trained with this recipe" in again.stdout
@@ -50,6 +54,21 @@ def test_bad_input_is_refused_with_one_line(args, message, tmp_path):
     lines = run.stderr.strip().splitlines()
     assert run.returncode != 0 and len(lines) == 1 and message in lines[0], run.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_publish_copies_the_summary_and_the_lowest_seed_of_each_class(tmp_path):
+    sweep_folder, out = tmp_path / "sweep", tmp_path / "across_seeds"
+    sweep_folder.mkdir()
+    rows = [{"seed": s, "mechanism": m} for s, m in [(3, "b"), (1, "a"), (2, "b"), (5, "a")]]
+    for row in rows:
+        (sweep_folder / f"seed{row['seed']}.pt").write_bytes(bytes([row["seed"]]))
+    (sweep_folder / "summary.csv").write_text("seed,mechanism\n")
+    (out).mkdir()
+    (out / "recipe_seed9.pt").write_bytes(b"stale")
+    written = publish(sweep_folder, rows, "recipe", out)
+    assert representatives(rows) == {"a": 1, "b": 2} and class_counts(rows) == {"b": 2, "a": 2}
+    assert sorted(p.name for p in out.iterdir()) == ["recipe.csv", "recipe_seed1.pt", "recipe_seed2.pt"]
+    assert (out / "recipe_seed2.pt").read_bytes() == bytes([2]) and len(written) == 3
 
 
 def test_parse_seeds():

@@ -1,0 +1,236 @@
+"""Which mechanism did a model learn? A few measured quantities per model, and a rule that names its class.
+
+Studies of universality train many seeds of one recipe and sort each run by measured statistics (Chughtai,
+Chan & Nanda 2023, "A Toy Model of Universality"; Zhong et al. 2023, "The Clock and the Pizza"). Here
+`mechanism_measures` reads the same few numbers from any model of a list task, and `classify` names its
+class with the first of the task's `Mechanism`s whose conditions all hold. Each task states its classes and
+thresholds next to its data (MECHANISMS in <task>/dataset.py), with the measurements the thresholds came from.
+The sweep (shared.sweep) writes the measures and the class of every seed into its summary.
+"""
+import math
+import re
+from dataclasses import dataclass
+
+import torch
+
+from .circuits import attention_on, mean_ablation
+from .faithfulness import circuit_of, components, faithfulness_by_family
+from .train import evaluate
+
+# The measures, in the order of the summary's columns, and what each one is (the notebooks' legend).
+MEASURES = {
+    "answer_attention": "the largest mean attention any head at SEP puts on the positions holding the answer",
+    "selector_layer": "the layer of that head (the 'selector')",
+    "selector_head": "its index in that layer",
+    "runner_up_attention": "the second largest share of SEP's attention any head puts on the answer (0: one head)",
+    "neighbourhood_attention": "the selector's attention on the answer and on the nearest value either side of it "
+                               "in sorted order (a soft selection spreads there)",
+    "selector_dla": "share of lists on which the selector's direct logits alone give the model's answer",
+    "attention_dla": "share on which all heads' direct logits together give the model's answer",
+    "mlp_dla": "share on which all MLPs' direct logits together give the model's answer (None: no MLP)",
+    "selector_ablated": "accuracy with the selector mean-ablated",
+    "mlps_ablated": "accuracy with every MLP mean-ablated at once (None: no MLP)",
+}
+
+_COMPARE = {">=": lambda v, t: v >= t, ">": lambda v, t: v > t, "<=": lambda v, t: v <= t, "<": lambda v, t: v < t}
+
+
+@dataclass
+class Mechanism:
+    """One class of mechanism: its name (may name a measure in braces: "selects in layer {selector_layer}"),
+    the conditions {measure: (op, threshold)} that all hold for a model of the class, and one sentence on
+    what such a model computes."""
+    name: str
+    conditions: dict
+    meaning: str
+    circuit: str = "selector on the answer"  # the explanation's circuit, a key of CIRCUITS
+
+    def matches(self, measures: dict) -> bool:
+        return all(measures.get(m) is not None and _COMPARE[op](measures[m], t)
+                   for m, (op, t) in self.conditions.items())
+
+    def named(self, measures: dict) -> str:
+        return self.name.format(**measures)
+
+
+def neighbourhood(tokens, targets):
+    """[batch, n]: the positions holding the answer or the nearest value either side of it in sorted order."""
+    values = tokens[:, :-1]
+    ordered = values.sort(1).values
+    below = (ordered < targets[:, None]).sum(1) - 1  # sorted index of the nearest value below (-1: none)
+    above = (ordered <= targets[:, None]).sum(1)  # ... above (n: none)
+    rows = torch.arange(len(values))
+    low = torch.where(below >= 0, ordered[rows, below.clamp(min=0)], targets)
+    high = torch.where(above < values.shape[1], ordered[rows, above.clamp(max=values.shape[1] - 1)], targets)
+    return (values >= low[:, None]) & (values <= high[:, None])
+
+
+UNCLASSIFIED = "unclassified"
+
+# What each kind of explanation keeps (shared.faithfulness): {key: (description, the components kept, given
+# the model and the selector's name, and the keys the selector's attention is restricted to, or None)}.
+_answer = lambda tokens, targets: tokens[:, :-1] == targets[:, None]
+CIRCUITS = {
+    "selector alone on the answer": ("the selector alone, attending only to the answer",
+                                     lambda model, selector: [selector], _answer),
+    "selector on the answer": ("every path, the selector attending only to the answer",
+                               lambda model, selector: components(model), _answer),
+    "selector on the neighbourhood": ("every path, the selector attending only to the answer and its nearest "
+                                      "values either side", lambda model, selector: components(model), neighbourhood),
+    "layer-0 heads and MLPs": ("layer-0 heads and every MLP (later heads resampled)",
+                               lambda model, selector: [c for c in components(model) if c.startswith(("L0H", "MLP"))],
+                               None),
+    "layer-0 heads": ("layer-0 heads alone (everything else resampled)",
+                      lambda model, selector: [c for c in components(model) if c.startswith("L0H")], None),
+}
+
+
+def classify(measures: dict, mechanisms) -> str:
+    """The name of the first mechanism whose conditions all hold, else 'unclassified'."""
+    for mechanism in mechanisms:
+        if mechanism.matches(measures):
+            return mechanism.named(measures)
+    return UNCLASSIFIED
+
+
+def meaning(name: str, mechanisms) -> str:
+    """The sentence that goes with a class name classify() gave."""
+    mechanism = mechanism_of(name, mechanisms)
+    return mechanism.meaning if mechanism else "no stated class's conditions all hold"
+
+
+def mechanism_of(name: str, mechanisms):
+    """The Mechanism a class name classify() gave belongs to (None for 'unclassified')."""
+    for mechanism in mechanisms:
+        if name == mechanism.name or ("{" in mechanism.name and name.startswith(mechanism.name.split("{")[0])):
+            return mechanism
+    return None
+
+
+@torch.no_grad()
+def class_faithfulness(model, mechanism, measures: dict, suite: dict, size: int = 2000):
+    """(description, shared.faithfulness.faithfulness_by_family results) of the circuit the class's
+    explanation states, on this model (its selector found by mechanism_measures)."""
+    description, keep, keys = CIRCUITS[mechanism.circuit]
+    selector = f"L{measures['selector_layer']}H{measures['selector_head']}"
+    attention_of = (lambda tokens, targets: {selector: keys(tokens, targets)}) if keys else None
+    return description, faithfulness_by_family(model, suite, circuit_of(model, keep(model, selector)), attention_of,
+                                               size)
+
+
+def _direct_logits(model, residual):
+    """Logits a piece of the residual stream at the last position writes directly, [batch, d_vocab_out];
+    ln_final (if any) is applied as its centring and gain, without its per-sample scale, which changes no
+    argmax."""
+    if not isinstance(model.ln_final, torch.nn.Identity):
+        residual = (residual - residual.mean(-1, keepdim=True)) * model.ln_final.w
+    return residual @ model.W_U
+
+
+@torch.no_grad()
+def mechanism_measures(model, tokens, targets) -> dict:
+    """MEASURES on (tokens, targets): uniform lists of the task, a few thousand are plenty."""
+    cfg = model.cfg
+    names = [f"blocks.{l}.attn.hook_result" for l in range(cfg.n_layers)]
+    mlps = [f"blocks.{l}.hook_mlp_out" for l in range(cfg.n_layers)] if cfg.d_mlp else []
+    logits, cache = model.run_with_cache(tokens, names_filter=names + mlps)
+    answer = logits[:, -1].argmax(-1)
+    agree = lambda residual: (_direct_logits(model, residual).argmax(-1) == answer).float().mean().item()
+    on_answer = attention_on(model, tokens, tokens[:, :-1] == targets[:, None])  # [layer, head]
+    layer, head = divmod(on_answer.argmax().item(), cfg.n_heads)
+    selector = cache[names[layer]][:, -1, head]
+    with model.hooks([(names[layer], mean_ablation(cache[names[layer]], head))]):
+        selector_ablated = evaluate(model, tokens, targets)[1]
+    mlps_ablated = None
+    if mlps:
+        with model.hooks([(name, mean_ablation(cache[name])) for name in mlps]):
+            mlps_ablated = evaluate(model, tokens, targets)[1]
+    return {
+        "answer_attention": on_answer[layer, head].item(),
+        "selector_layer": layer,
+        "selector_head": head,
+        "runner_up_attention": on_answer.flatten().sort(descending=True).values[1].item() if on_answer.numel() > 1
+        else 0.0,
+        "neighbourhood_attention": attention_on(model, tokens, neighbourhood(tokens, targets))[layer, head].item(),
+        "selector_dla": agree(selector),
+        "attention_dla": agree(sum(cache[name][:, -1].sum(1) for name in names)),
+        "mlp_dla": agree(sum(cache[name][:, -1] for name in mlps)) if mlps else None,
+        "selector_ablated": selector_ablated,
+        "mlps_ablated": mlps_ablated,
+    }
+
+
+
+# -------------------------------------------------------------------------------------------- across seeds
+@torch.no_grad()
+def component_roles(model, tokens, targets) -> dict:
+    """{component: (accuracy with it mean-ablated, share of lists on which its direct logits alone give the
+    model's answer)} for every head (L{l}H{h}) and MLP ("MLP l"), and "intact": the model's own accuracy."""
+    cfg = model.cfg
+    components = [(f"L{l}H{h}", f"blocks.{l}.attn.hook_result", h) for l in range(cfg.n_layers)
+                  for h in range(cfg.n_heads)]
+    components += [(f"MLP {l}", f"blocks.{l}.hook_mlp_out", None) for l in range(cfg.n_layers)] if cfg.d_mlp else []
+    logits, cache = model.run_with_cache(tokens, names_filter=[hook for _, hook, _ in components])
+    answer = logits[:, -1].argmax(-1)
+    roles = {"intact": (evaluate(model, tokens, targets)[1], None)}
+    for name, hook, head in components:
+        with model.hooks([(hook, mean_ablation(cache[hook], head))]):
+            ablated = evaluate(model, tokens, targets)[1]
+        out = cache[hook][:, -1] if head is None else cache[hook][:, -1, head]
+        roles[name] = (ablated, (_direct_logits(model, out).argmax(-1) == answer).float().mean().item())
+    return roles
+
+
+NEEDED, WRITES = 0.9, 0.9  # a component is needed when ablating it leaves < 90%, writes when its logits give >= 90%
+
+
+def roles_table(roles: dict) -> str:
+    lines = [f"| component | accuracy with it mean-ablated (intact: {roles['intact'][0]:.2%}) | "
+             "its direct logits give the model's answer |", "|---|---:|---:|"]
+    lines += [f"| {name} | {ablated:.2%} | {dla:.2%} |" for name, (ablated, dla) in roles.items() if name != "intact"]
+    return "\n".join(lines)
+
+
+def roles_sentence(roles: dict) -> str:
+    """Which components are needed (ablated: < NEEDED accuracy) and which write the answer (>= WRITES)."""
+    parts = {name: r for name, r in roles.items() if name != "intact"}
+    needed = [f"{name} ({ablated:.1%} without it)" for name, (ablated, _) in parts.items() if ablated < NEEDED]
+    writes = [f"{name} ({dla:.1%})" for name, (_, dla) in parts.items() if dla >= WRITES]
+    free = [name for name, (ablated, _) in parts.items() if ablated >= NEEDED]
+    return (f"Needed: {', '.join(needed) or 'no single component'}; "
+            f"its direct logits give the answer: {', '.join(writes) or 'no single component'}; "
+            f"can be mean-ablated at little cost: {', '.join(free) or 'none'}.")
+
+
+def class_legend(mechanisms) -> str:
+    """Markdown list of the classes: name, conditions, and what a model of the class computes."""
+    lines = []
+    for m in mechanisms:
+        conditions = " and ".join(f"{k} {op} {t}" for k, (op, t) in m.conditions.items())
+        name = re.sub(r"{(\w+)}", r"<\1>", m.name)  # "selects in layer <selector_layer>"
+        lines.append(f"- **{name}** ({conditions}): {m.meaning}.")
+    lines.append(f"- **{UNCLASSIFIED}**: none of the above holds.")
+    return "\n".join(lines)
+
+
+def spread_table(rows: list, measures=None) -> str:
+    """Markdown: each measure's smallest, median and largest value over the rows (seeds), and their spread."""
+    measures = measures or [m for m in MEASURES if m not in ("selector_layer", "selector_head")
+                            and rows[0].get(m) is not None]
+    lines = ["| measure | smallest | median | largest | largest - smallest |", "|---|---:|---:|---:|---:|"]
+    for m in measures:
+        values = sorted(r[m] for r in rows)
+        lines.append(f"| {m} | {values[0]:.3f} | {values[len(values) // 2]:.3f} | {values[-1]:.3f} | "
+                     f"{values[-1] - values[0]:.3f} |")
+    return "\n".join(lines)
+
+
+def faithfulness_sentence(description: str, results: dict) -> str:
+    """One line from class_faithfulness: loss recovered on uniform lists and on the family where it is least."""
+    uniform = next(name for name in results if name.startswith("uniform"))
+    worst = min(results, key=lambda name: -math.inf if math.isnan(results[name]["loss recovered"])
+                else results[name]["loss recovered"])
+    return (f"The class's explanation as a circuit ({description}) recovers "
+            f"{results[uniform]['loss recovered']:.2%} of the loss on uniform lists and "
+            f"{results[worst]['loss recovered']:.2%} on the family where it recovers least ({worst}), every other path "
+            "resampled from the same family.")

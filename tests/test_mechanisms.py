@@ -1,0 +1,131 @@
+"""shared.mechanisms: the measures and classes on models whose mechanism is known by construction, and the
+committed across-seeds summaries against the checkpoints they publish."""
+import pytest
+from handbuilt import (median_averaging_model, median_batch, median_mlp_decoder_model, median_selector_model,
+                       min_batch, min_model)
+
+import find_median.dataset as median_data
+import find_min.dataset as min_data
+from shared.checkpoint import load_checkpoint
+from shared.mechanisms import (UNCLASSIFIED, class_faithfulness, class_legend, classify, component_roles, mechanism_measures, meaning,
+                               mechanism_of, roles_sentence, roles_table, spread_table)
+from shared.model import Config, Transformer
+from shared.sweep import MEASURE_LISTS, ROOT, class_count_table, class_counts, published
+from shared.tasks import evaluation_suite
+from shared.train import evaluate
+
+MEDIAN_CASES = [
+    (median_selector_model, "selects in layer 1", {"answer_attention": 1.0, "selector_dla": 1.0}),
+    (median_averaging_model, "averages, reads the answer off the OV circuit", {"attention_dla": 1.0}),
+    (median_mlp_decoder_model, "averages, decodes in the MLPs", {"mlp_dla": 1.0, "attention_dla": 0.1}),
+]
+
+
+@pytest.mark.parametrize("build, expected, known", MEDIAN_CASES, ids=[c[1] for c in MEDIAN_CASES])
+def test_hand_built_median_models_get_their_class(build, expected, known):
+    model = build()
+    tokens, targets = median_batch(2000)
+    assert evaluate(model, tokens, targets)[1] == 1.0  # each one computes the median exactly
+    measures = mechanism_measures(model, tokens, targets)
+    assert classify(measures, median_data.MECHANISMS) == expected
+    for name, value in known.items():  # the measures that decide the class, as the construction sets them
+        assert measures[name] == pytest.approx(value, abs=0.1), name
+    if "averages" in expected:  # an averaging head puts on the median only its share of positions
+        share = (tokens[:, :-1] == targets[:, None]).float().sum(1).mean().item() / tokens.shape[1]
+        assert measures["answer_attention"] == pytest.approx(share, abs=1e-4)
+    assert meaning(expected, median_data.MECHANISMS) != meaning(UNCLASSIFIED, median_data.MECHANISMS)
+
+
+def test_a_soft_hand_built_selector_is_named_soft():
+    """The selector with a blunt QK (a score step of 0.3 per unit of sum |x_i - x|) spreads SEP's attention
+    over the median and its neighbours: the soft class, and its explanation (attention restricted to that
+    neighbourhood) recovers the loss."""
+    model = median_selector_model(sharpness=0.3)
+    tokens, targets = median_batch(2000)
+    measures = mechanism_measures(model, tokens, targets)
+    assert measures["answer_attention"] < 0.6 and measures["neighbourhood_attention"] > 0.9
+    name = classify(measures, median_data.MECHANISMS)
+    assert name == "selects softly in layer 1"
+    description, results = class_faithfulness(model, mechanism_of(name, median_data.MECHANISMS), measures,
+                                              {"u": (tokens, targets)})
+    assert "nearest values" in description and results["u"]["loss recovered"] >= 0.95
+
+
+def test_hand_built_min_model_selects_and_an_untrained_model_is_unclassified():
+    tokens, targets = min_batch(2000)
+    measures = mechanism_measures(min_model(), tokens, targets)
+    assert classify(measures, min_data.MECHANISMS) == "one head selects in layer 0"
+    assert measures["selector_ablated"] < 0.5
+    untrained = Transformer(Config(n_ctx=5, d_vocab=9, d_vocab_out=8, d_model=16, d_head=16)).eval()
+    measures = mechanism_measures(untrained, tokens, targets)
+    assert measures["answer_attention"] < 0.5
+    assert classify(measures, min_data.MECHANISMS) == UNCLASSIFIED
+
+
+def test_component_roles_name_the_writer():
+    tokens, targets = median_batch(2000)
+    roles = component_roles(median_mlp_decoder_model(), tokens, targets)
+    assert set(roles) == {"intact", "L0H0", "MLP 0"} and roles["intact"][0] == 1.0
+    assert roles["MLP 0"][1] == 1.0 and roles["L0H0"][1] < 0.1  # the MLP writes every answer, the head none
+    assert roles["MLP 0"][0] < 0.5 and roles["L0H0"][0] < 0.5  # and both are needed
+    assert "| MLP 0 |" in roles_table(roles)
+    assert roles_sentence(roles).startswith("Needed: L0H0") and "give the answer: MLP 0 (100.0%)" in roles_sentence(roles)
+
+
+def test_class_faithfulness_of_the_right_and_a_wrong_explanation():
+    tokens, targets = median_batch(2000)
+    model = median_selector_model(distractor=True)
+    measures = mechanism_measures(model, tokens, targets)
+    right = mechanism_of(classify(measures, median_data.MECHANISMS), median_data.MECHANISMS)
+    description, results = class_faithfulness(model, right, measures, {"u": (tokens, targets)})
+    assert "selector attending only to the answer" in description
+    assert results["u"]["loss recovered"] == pytest.approx(1.0, abs=0.01)
+    averaging = median_data.MECHANISMS[2]  # "layer-0 heads alone": wrong for this model
+    _, results = class_faithfulness(model, averaging, measures, {"u": (tokens, targets)})
+    assert results["u"]["loss recovered"] < 0.5
+
+
+def test_class_legend_states_every_threshold():
+    legend = class_legend(median_data.MECHANISMS)
+    for mechanism in median_data.MECHANISMS:
+        for measure, (op, threshold) in mechanism.conditions.items():
+            assert f"{measure} {op} {threshold}" in legend
+
+
+def test_spread_table():
+    rows = [{"answer_attention": a, "selector_dla": 1.0} for a in (0.9, 0.8, 0.95)]
+    table = spread_table(rows, ["answer_attention"])
+    assert "| answer_attention | 0.800 | 0.900 | 0.950 | 0.150 |" in table
+
+
+TASKS = {"find_min": min_data, "find_median": median_data}
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_published_representatives_are_what_their_summary_says(task):
+    recipes = published(task)
+    assert "default" in recipes and all(len(r["rows"]) == 20 for r in recipes.values())
+    suite = evaluation_suite(TASKS[task].task())
+    tokens, targets = next(iter(suite.values()))
+    for name, recipe in recipes.items():
+        rows = {row["seed"]: row for row in recipe["rows"]}
+        for cls, path in recipe["representatives"].items():
+            seed = int(path.stem.rsplit("seed", 1)[1])
+            row = rows[seed]
+            assert row["mechanism"] == cls and seed == min(s for s, r in rows.items() if r["mechanism"] == cls)
+            model = load_checkpoint(path, task=task)
+            measures = mechanism_measures(model, tokens[:MEASURE_LISTS], targets[:MEASURE_LISTS])
+            assert classify(measures, TASKS[task].MECHANISMS) == cls, (name, seed)
+            for key in ("answer_attention", "selector_dla"):  # another machine's floats: a tolerance
+                assert measures[key] == pytest.approx(row[key], abs=0.01), (name, seed, key)
+
+
+def test_class_counts_and_the_readme_table():
+    recipes = published("find_median")
+    assert len(recipes) >= 2  # the default and the recipe it is compared with
+    for recipe in recipes.values():
+        assert sum(class_counts(recipe["rows"]).values()) == len(recipe["rows"])
+    readme = (ROOT / "README.md").read_text()
+    for task in TASKS:
+        assert class_count_table(published(task)) in readme, f"README's {task} across-seeds table is stale"
+
