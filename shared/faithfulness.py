@@ -98,7 +98,8 @@ def run_circuit(model, tokens, targets, circuit, reference, attention=None, refe
     `reference` for row i of tokens), as it is on a normal run of that input. The embeddings are the input
     and reach everything. attention: {head ('L1H0'): key mask [batch, k]} restricts that head's attention
     from the last position onto the keys where a mask [batch, k <= pos] is True, in the proportions the head
-    itself gives them: what an explanation may say the head does ("attends only to the median")."""
+    itself gives them (evenly where its weight there underflowed; an input without such a key keeps its
+    pattern): what an explanation may say the head does ("attends only to the median")."""
     cfg, edges = model.cfg, set(circuit)
     unknown = {r for _, r in edges} - set(receivers(model)) | {s for s, _ in edges} - set(components(model))
     if unknown:
@@ -126,7 +127,10 @@ def run_circuit(model, tokens, targets, circuit, reference, attention=None, refe
             if attention and name in attention:  # only the stated keys, in the proportions the head gives them
                 allowed = F.pad(attention[name].to(pattern.device, pattern.dtype), (0, P - attention[name].shape[1]))
                 kept = pattern[:, -1] * allowed
-                pattern[:, -1] = kept / kept.sum(-1, keepdim=True)
+                total = kept.sum(-1, keepdim=True)  # 0 where the head's weight there underflowed: spread evenly
+                even = allowed / allowed.sum(-1, keepdim=True).clamp(min=1)
+                restricted = torch.where(total > 0, kept / total.clamp(min=1e-30), even)
+                pattern[:, -1] = torch.where(allowed.any(-1, keepdim=True), restricted, pattern[:, -1])  # no key: as is
             own[name] = pattern @ v @ a.W_O[h]
         if block.mlp is not None:
             own[f"MLP {l}"] = block.mlp(block.ln2(read(f"MLP {l}")))

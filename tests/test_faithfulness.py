@@ -79,3 +79,14 @@ def test_other_inputs_moves_every_row_and_refuses_one():
         other_inputs(tokens[:1])
     with pytest.raises(ValueError, match="no component"):
         circuit_of(min_model(), ["L0H1"])
+
+
+def test_restricting_attention_to_keys_the_head_ignores_stays_finite():
+    """A head so sharp that its weight on the stated keys underflows to 0: the restricted pattern spreads
+    evenly over them instead of dividing 0 by 0 (which made the loss NaN)."""
+    model = min_model(c=1000.0)
+    tokens, targets = min_batch(500)
+    not_min = (tokens[:, :-1] != targets[:, None])  # every key but the minimum's
+    loss, accuracy = run_circuit(model, tokens, targets, circuit_of(model, ["L0H0"]), other_inputs(tokens),
+                                 attention={"L0H0": not_min})
+    assert loss == loss and loss > 0.1 and accuracy < 1.0  # finite, and the answer is lost as it should be
