@@ -470,3 +470,15 @@ def query_scores_by_key_token(model, tokens, layer, head, key_position=None):
 
 def has_layernorm(model, layer):
     return not isinstance(model.blocks[layer].ln1, torch.nn.Identity)
+
+
+def variance_explained(features, outputs, fit_share=0.75) -> float:
+    """R^2 on held-out rows: the share of the variance of outputs [batch, d] that a least-squares linear map
+    from features [batch, f] (plus a constant), fitted on the first fit_share of the rows, explains on the
+    rest. With one-hot features it is the share explained by a lookup table of that key."""
+    X = torch.cat([features.double(), features.new_ones(len(features), 1).double()], 1)
+    Y = outputs.double()
+    fit = int(len(X) * fit_share)
+    solution = torch.linalg.lstsq(X[:fit], Y[:fit], driver="gelsd").solution  # gelsd: one-hot columns are collinear
+    residual = Y[fit:] - X[fit:] @ solution
+    return (1 - residual.pow(2).sum() / (Y[fit:] - Y[fit:].mean(0)).pow(2).sum()).item()

@@ -253,3 +253,14 @@ def test_patch_refuses_meaningless_requests(model):
     corrupt[:, 0] = 0
     with pytest.raises(ValueError, match="no head dimension"):
         C.patch(model, tokens, corrupt, targets, corrupt[:, :-1].min(-1).values, "blocks.0.hook_resid_post", head=0)
+
+
+def test_variance_explained_of_a_lookup_and_of_noise():
+    gen = torch.Generator().manual_seed(0)
+    keys = torch.randint(0, 10, (4000,), generator=gen)
+    table = torch.randn(10, 6, generator=gen)
+    onehot = torch.nn.functional.one_hot(keys, 10).float()
+    assert C.variance_explained(onehot, table[keys]) == pytest.approx(1.0, abs=1e-6)
+    noise = torch.randn(4000, 6, generator=gen)
+    assert abs(C.variance_explained(onehot, noise)) < 0.02
+    assert 0.4 < C.variance_explained(onehot, table[keys] + noise * table.std()) < 0.6

@@ -58,7 +58,9 @@ CLAIMS = ["accuracy", "weakest_family", "near_misses", "l1_median", "averaging_l
           "averaging_follows", "l0_uniform", "l0_share", "selects", "selects_argmax", "ablate_avg", "ablate_sel",
           "ablate_mlp0", "ablate_last_mlp", "patch_sel_sep", "patch_avg_sep", "patch_changed", "dla_sel",
           "dla_sel_mlp", "dla_layer0", "q_composition", "q_strongest", "q_path", "q_path_worst", "select_copy",
-          "select_copy_families", "select_copy_edges", "ov_diagonal_middle", "ov_copying"]
+          "select_copy_families", "select_copy_edges", "ov_diagonal_middle", "ov_copying", "faithful_uniform",
+          "faithful_families", "mlp0_median", "mlp0_not_linear", "mlp_last_selected", "faithful_select_copy",
+          "select_output", "select_output_worst"]
 
 
 @pytest.mark.parametrize("key", CLAIMS)
@@ -87,6 +89,16 @@ def test_selection_reads_the_real_attention(model, suite):
     _, chosen = C.select_and_copy_from_activations(model, tokens, layer=1, head=0)
     _, cache = model.run_with_cache(tokens, names_filter="blocks.1.attn.hook_pattern")
     assert torch.equal(chosen, cache["pattern", 1][:, 0, -1, :-1].argmax(-1))
+
+
+def test_completed_algorithm_by_the_real_pattern(model, suite, claims):
+    """Independent check of the 'select_output' claim: the value at the real pattern's argmax key, against the
+    model's answer, on the same 20,000 uniform lists."""
+    tokens = suite["uniform (100,000)"][0][:20000]
+    _, cache = model.run_with_cache(tokens, names_filter="blocks.1.attn.hook_pattern")
+    picked = tokens[torch.arange(len(tokens)), cache["pattern", 1][:, 0, -1, :-1].argmax(-1)]
+    agreement = (picked == model(tokens)[:, -1].argmax(-1)).float().mean().item()
+    assert agreement == pytest.approx(by_key(claims["claims"])["select_output"].value, abs=2e-4)
 
 
 def test_direct_logits_sum_to_the_logits(model, suite):

@@ -46,7 +46,8 @@ def claims(model, suite):
 
 
 CLAIMS = ["accuracy", "weakest_family", "errors", "selects", "near_ties", "qk_monotone", "qk_strict", "qk_margin",
-          "qk_positions", "ov_diagonal", "ov_copying", "ov_off_by_one", "ablation", "one_hot", "algorithm"]
+          "qk_positions", "ov_diagonal", "ov_copying", "ov_off_by_one", "ablation", "one_hot", "algorithm",
+          "faithful_uniform", "faithful_families"]
 
 
 @pytest.mark.parametrize("key", CLAIMS)

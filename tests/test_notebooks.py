@@ -6,6 +6,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from shared.sweep import class_count_table, published
+
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted(ROOT.glob("find_*/analyze.ipynb"))
 
@@ -45,6 +47,8 @@ def test_notebook_executes(path, monkeypatch):
     outputs = execute(path, monkeypatch)
     assert sum("image/png" in o.get("data", {}) for o in outputs) >= 3
     assert "FAILS" not in text_of(outputs)
+    # "Across seeds" counts the committed summaries, as README does
+    assert class_count_table(published(path.parent.name)) in text_of(outputs)
 
 
 def test_both_tasks_have_notebooks():
