@@ -477,7 +477,8 @@ def find_median_claims(model, suite: dict, pairs, averaging=None, sample: int = 
 def median_reading(model, suite: dict, sel, fit_size: int = 40000) -> dict:
     """find_median read to the end, for a model whose selecting head sel = (layer, head) exists.
 
-    MLPs: the share of the variance of each MLP's output at SEP that a lookup table of the median, a
+    MLPs: which earlier components the last MLP's neurons read (mlp_input_shares); the share of the
+    variance of each MLP's output at SEP that a lookup table of the median, a
     linear map of the list's mean or of its histogram (which any count, e.g. of values below v, is a linear
     map of), or a lookup table of the value sel selects (its top-scoring key)
     explains (circuits.variance_explained, fitted and tested on fresh uniform lists). Faithfulness
@@ -499,6 +500,7 @@ def median_reading(model, suite: dict, sel, fit_size: int = 40000) -> dict:
     selected = values[torch.arange(fit_size), chosen]
     onehot = lambda keys: torch.nn.functional.one_hot(keys, V).float()
     histogram = onehot(values).sum(1)
+    reads = mlp_input_shares(model, tokens[:20000], cfg.n_layers - 1) if mlps and cfg.n_layers > 1 else None
     explained = {l: {"median": C.variance_explained(onehot(median), cache[h][:, -1]),
                      "mean": C.variance_explained(values.float().mean(1, keepdim=True), cache[h][:, -1]),
                      "histogram": C.variance_explained(histogram, cache[h][:, -1]),
@@ -521,7 +523,28 @@ def median_reading(model, suite: dict, sel, fit_size: int = 40000) -> dict:
                  zip(x[miss], y[miss].tolist(), picked[miss].tolist())]
         unexplained[family] = (len(wrong), sorted_neighbour_share(wrong, task_n // 2))
     return {"explained": explained, "on median": on_median, "on top key": on_top_key,
-            "select-copy components": select_copy, "algorithm": algorithm, "unexplained": unexplained}
+            "select-copy components": select_copy, "algorithm": algorithm, "unexplained": unexplained,
+            "last MLP reads": reads}
+
+
+@torch.no_grad()
+def mlp_input_shares(model, tokens, layer) -> dict:
+    """{component: the share of MLP `layer`'s pre-activation variance at SEP that the component's output alone
+    explains, 1 - var(pre - part) / var(pre) per neuron, averaged with each neuron's output variance as its
+    weight} for every head and MLP before it: which writers its neurons read."""
+    writers = [(f"L{l}H{h}", f"blocks.{l}.attn.hook_result", h) for l in range(layer + 1)
+               for h in range(model.cfg.n_heads)] + [(f"MLP {l}", f"blocks.{l}.hook_mlp_out", None) for l in range(layer)]
+    pre_name = f"blocks.{layer}.mlp.hook_pre"
+    _, cache = model.run_with_cache(tokens, names_filter=[hook for _, hook, _ in writers] + [pre_name])
+    pre = cache[pre_name][:, -1]
+    weight = torch.relu(pre).var(0)
+    W_in = model.blocks[layer].mlp.W_in
+    shares = {}
+    for name, hook, head in writers:
+        part = (cache[hook][:, -1] if head is None else cache[hook][:, -1, head]) @ W_in
+        explained = 1 - (pre - part).var(0) / pre.var(0).clamp(min=1e-12)
+        shares[name] = ((explained * weight).sum() / weight.sum()).item()
+    return shares
 
 
 def reading_claims(model, reading, sel) -> list:
@@ -549,6 +572,12 @@ def reading_claims(model, reading, sel) -> list:
               "holds): the difference", mlp(lambda: explained[0]["median"] - explained[0]["histogram"]), ">", 0.2),
         Claim("mlp_last_selected", f"MLP {last}'s output at SEP: variance explained by a lookup table of the value "
               f"{name} selects", mlp(lambda: explained[last]["selected"]), ">=", 0.7),
+        Claim("mlp_last_reads_head", f"MLP {last}'s neurons read {name}'s copy: share of their pre-activation "
+              f"variance at SEP that {name}'s output alone explains (weighted by each neuron's output variance)",
+              mlp(lambda: reading["last MLP reads"][name]), ">=", 0.5),
+        Claim("mlp_last_reads_head_most", "... minus the largest share any other earlier component explains",
+              mlp(lambda: reading["last MLP reads"][name] - max(v for k, v in reading["last MLP reads"].items()
+                                                                if k != name)), ">", 0.0),
         Claim("faithful_select_copy", f"the components of select-then-copy alone (MLP {last} resampled): loss "
               "recovered on uniform lists, below 80%: the last MLP writes the answer too",
               mlp(lambda: reading["select-copy components"][uniform]["loss recovered"]), "<", 0.8, "%"),

@@ -59,7 +59,8 @@ CLAIMS = ["accuracy", "weakest_family", "near_misses", "l1_median", "averaging_l
           "ablate_mlp0", "ablate_last_mlp", "patch_sel_sep", "patch_avg_sep", "patch_changed", "dla_sel",
           "dla_sel_mlp", "dla_layer0", "q_composition", "q_strongest", "q_path", "q_path_worst", "select_copy",
           "select_copy_families", "select_copy_edges", "ov_diagonal_middle", "ov_copying", "faithful_uniform",
-          "faithful_families", "mlp0_median", "mlp0_not_linear", "mlp_last_selected", "faithful_select_copy",
+          "faithful_families", "mlp0_median", "mlp0_not_linear", "mlp_last_selected", "mlp_last_reads_head",
+          "mlp_last_reads_head_most", "faithful_select_copy",
           "select_output", "select_output_worst"]
 
 
