@@ -19,7 +19,7 @@ from .progress import formation_step, track
 from .tasks import family_predictions, mistakes
 from .train import evaluate
 
-_COMPARE = {">=": lambda v, t: v >= t, ">": lambda v, t: v > t, "<=": lambda v, t: v <= t, "<": lambda v, t: v < t}
+COMPARE = {">=": lambda v, t: v >= t, ">": lambda v, t: v > t, "<=": lambda v, t: v <= t, "<": lambda v, t: v < t}
 
 
 @dataclass
@@ -34,7 +34,7 @@ class Claim:
 
     @property
     def holds(self) -> bool:
-        return self.value is not None and not math.isnan(self.value) and _COMPARE[self.op](self.value, self.threshold)
+        return self.value is not None and not math.isnan(self.value) and COMPARE[self.op](self.value, self.threshold)
 
     def show(self, x) -> str:
         if x is None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from .circuits import attention_on, mean_ablation
+from .claims import COMPARE
 from .faithfulness import circuit_of, components, faithfulness_by_family
 from .train import evaluate
 
@@ -32,21 +33,18 @@ MEASURES = {
     "mlps_ablated": "accuracy with every MLP mean-ablated at once (None: no MLP)",
 }
 
-_COMPARE = {">=": lambda v, t: v >= t, ">": lambda v, t: v > t, "<=": lambda v, t: v <= t, "<": lambda v, t: v < t}
-
-
 @dataclass
 class Mechanism:
     """One class of mechanism: its name (may name a measure in braces: "selects in layer {selector_layer}"),
-    the conditions {measure: (op, threshold)} that all hold for a model of the class, and one sentence on
-    what such a model computes."""
+    the conditions {measure: (op, threshold)} that all hold for a model of the class, one sentence on what
+    such a model computes, and the circuit its explanation states (a key of CIRCUITS), for faithfulness."""
     name: str
     conditions: dict
     meaning: str
-    circuit: str = "selector on the answer"  # the explanation's circuit, a key of CIRCUITS
+    circuit: str = "selector on the answer"
 
     def matches(self, measures: dict) -> bool:
-        return all(measures.get(m) is not None and _COMPARE[op](measures[m], t)
+        return all(measures.get(m) is not None and COMPARE[op](measures[m], t)
                    for m, (op, t) in self.conditions.items())
 
     def named(self, measures: dict) -> str:
@@ -121,7 +119,7 @@ def class_faithfulness(model, mechanism, measures: dict, suite: dict, size: int 
 def _direct_logits(model, residual):
     """Logits a piece of the residual stream at the last position writes directly, [batch, d_vocab_out];
     ln_final (if any) is applied as its centring and gain, without its per-sample scale, which changes no
-    argmax."""
+    argmax; biases are left out, as in shared.claims.direct_logit_agreement."""
     if not isinstance(model.ln_final, torch.nn.Identity):
         residual = (residual - residual.mean(-1, keepdim=True)) * model.ln_final.w
     return residual @ model.W_U
