@@ -265,15 +265,11 @@ def find_min_claims(model, suite: dict, sample: int = 20000) -> dict:
     return {"claims": claims, "selecting head": (layer, head), "faithfulness": faithful}
 
 
-def _or_worst(value: float) -> float:
-    return -math.inf if math.isnan(value) else value  # a family where recovery is undefined is shown, not hidden
-
-
 def faithfulness_claims(results: dict, circuit: str, threshold: float, key: str = "faithful") -> list:
     """Two rows from shared.faithfulness.faithfulness_by_family: the share of loss the circuit recovers on
     uniform lists, and on the family where it recovers least (every other path resampled from the same family)."""
     uniform = next(name for name in results if name.startswith("uniform"))
-    worst = min(results, key=lambda name: _or_worst(results[name]["loss recovered"]))
+    worst = F.weakest_family(results)
     return [Claim(f"{key}_uniform", f"{circuit}: loss recovered on uniform lists (all else resampled)",
                   results[uniform]["loss recovered"], ">=", threshold, "%"),
             Claim(f"{key}_families", f"... on the family where it recovers least ({worst})",
@@ -467,15 +463,16 @@ def find_median_claims(model, suite: dict, pairs, averaging=None, sample: int = 
               note=ov_note(model, sel[0]) if sel else ""),
         Claim("ov_copying", f"{sn}'s OV copying score", None if ov is None else C.copying_score(ov), ">=", 0.5),
     ]
-    reading = median_reading(model, suite, sel) if sel is not None and agree is not None else None
+    reading = median_reading(model, suite, sel, predictions) if sel is not None and agree is not None else None
     claims += reading_claims(model, reading, sel)
     return {"claims": claims, "averaging head": avg_head, "selecting head": sel,
             "misses": None if agree is None else (miss, selected), "reading": reading}
 
 
 @torch.no_grad()
-def median_reading(model, suite: dict, sel, fit_size: int = 40000) -> dict:
-    """find_median read to the end, for a model whose selecting head sel = (layer, head) exists.
+def median_reading(model, suite: dict, sel, predictions: dict, fit_size: int = 40000) -> dict:
+    """find_median read to the end, for a model whose selecting head sel = (layer, head) exists
+    (predictions: the model's answers on the suite, shared.tasks.family_predictions).
 
     MLPs: which earlier components the last MLP's neurons read (mlp_input_shares); the share of the
     variance of each MLP's output at SEP that a lookup table of the median, a
@@ -512,7 +509,6 @@ def median_reading(model, suite: dict, sel, fit_size: int = 40000) -> dict:
     on_top_key = F.faithfulness_by_family(model, suite, everything, top_key)
     without_last_mlp = [c for c in F.components(model) if c != f"MLP {cfg.n_layers - 1}"]
     select_copy = F.faithfulness_by_family(model, suite, F.circuit_of(model, without_last_mlp)) if mlps else None
-    predictions = family_predictions(model, suite)
     algorithm, unexplained = {}, {}
     for family, (x, y) in suite.items():
         x, y, answers = x[:20000], y[:20000], predictions[family][:20000]

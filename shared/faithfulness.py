@@ -189,6 +189,13 @@ def faithfulness_by_family(model, suite: dict, circuit, attention_of=None, size=
     return found
 
 
+def weakest_family(results: dict) -> str:
+    """The family of faithfulness_by_family's results where the circuit recovers least (an undefined, NaN,
+    recovery counts as least: shown, not hidden)."""
+    recovered = lambda name: results[name]["loss recovered"]
+    return min(results, key=lambda name: float("-inf") if recovered(name) != recovered(name) else recovered(name))
+
+
 def faithfulness_table(results: dict) -> str:
     """Markdown, one row per family: accuracy of the model, of everything resampled, of the circuit, and the
     loss recovered."""

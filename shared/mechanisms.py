@@ -7,7 +7,6 @@ class with the first of the task's `Mechanism`s whose conditions all hold. Each 
 thresholds next to its data (MECHANISMS in <task>/dataset.py), with the measurements the thresholds came from.
 The sweep (shared.sweep) writes the measures and the class of every seed into its summary.
 """
-import math
 import re
 from dataclasses import dataclass
 
@@ -15,7 +14,7 @@ import torch
 
 from .circuits import attention_on, mean_ablation
 from .claims import COMPARE
-from .faithfulness import circuit_of, components, faithfulness_by_family
+from .faithfulness import circuit_of, components, faithfulness_by_family, weakest_family
 from .train import evaluate
 
 # The measures, in the order of the summary's columns, and what each one is (the notebooks' legend).
@@ -226,8 +225,7 @@ def spread_table(rows: list, measures=None) -> str:
 def faithfulness_sentence(description: str, results: dict) -> str:
     """One line from class_faithfulness: loss recovered on uniform lists and on the family where it is least."""
     uniform = next(name for name in results if name.startswith("uniform"))
-    worst = min(results, key=lambda name: -math.inf if math.isnan(results[name]["loss recovered"])
-                else results[name]["loss recovered"])
+    worst = weakest_family(results)
     return (f"The class's explanation as a circuit ({description}) recovers "
             f"{results[uniform]['loss recovered']:.2%} of the loss on uniform lists and "
             f"{results[worst]['loss recovered']:.2%} on the family where it recovers least ({worst}), every other path "

@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import sys
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
@@ -190,17 +191,14 @@ def representatives(rows: list) -> dict:
 
 def class_counts(rows: list) -> dict:
     """{mechanism: how many seeds}, the most common first."""
-    counts = {}
-    for row in rows:
-        counts[row["mechanism"]] = counts.get(row["mechanism"], 0) + 1
-    return dict(sorted(counts.items(), key=lambda item: -item[1]))
+    return dict(Counter(row["mechanism"] for row in rows).most_common())
 
 
-def published(task: str, root: Path = ROOT) -> dict:
+def published(task: str) -> dict:
     """What <task>/across_seeds/ holds: {recipe name: {"rows": the summary's rows, "changes": the
     hyperparameters that differ from training.py's defaults (read from a representative checkpoint),
     "representatives": {class: checkpoint path}}}, the default recipe first."""
-    folder = root / task / PUBLISHED
+    folder = ROOT / task / PUBLISHED
     defaults = hyperparameters(vars(importlib.import_module(f"{task}.training")))
     found = {}
     for path in sorted(folder.glob("*.csv"), key=lambda p: (p.stem != "default", p.stem)):

@@ -28,7 +28,7 @@ def accuracy_block(task_name):
     head = (f"Committed model (run `{meta.get('run_id', '?')}`): {cfg.n_layers} layer(s), {cfg.n_heads} head(s), d_model {cfg.d_model}, "
             f"{'MLP ' + str(cfg.d_mlp) if cfg.d_mlp else 'attention-only'}, "
             f"{'LayerNorm' if cfg.normalization_type else 'no LayerNorm'}; n = {task.n}, V = {task.V}; "
-            f"{meta['history']['stopped_at']} steps, {meta['train_seconds']:.0f} s of training on 2 CPU cores.")
+            f"{meta['history']['stopped_at']} steps.")  # no seconds: a retrain of the same run gives other times
     averaging = ROOT / task_name / "checkpoints/averaging.pt"
     if averaging.exists():  # the task's averaging baseline goes beside the model, on the same inputs
         head += (" Averaging baseline: the same script with `--n_layers=1 --d_mlp=None --uniform_attention=true --max_steps=3000 --out=checkpoints/averaging.pt`"
