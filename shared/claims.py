@@ -16,7 +16,7 @@ import torch
 from . import circuits as C
 from . import faithfulness as F
 from .progress import formation_step, track
-from .tasks import family_predictions, mistakes
+from .tasks import answer_positions, family_predictions, mistakes
 from .train import evaluate
 
 COMPARE = {">=": lambda v, t: v >= t, ">": lambda v, t: v > t, "<=": lambda v, t: v <= t, "<": lambda v, t: v < t}
@@ -75,7 +75,7 @@ def verdict_counts(claims) -> str:
 @torch.no_grad()
 def sep_attention_on(model, tokens, targets):
     """[n_layers, n_heads]: mean attention from the last position on the positions holding the answer."""
-    return C.attention_on(model, tokens, tokens[:, :-1] == targets[:, None])
+    return C.attention_on(model, tokens, answer_positions(tokens, targets))
 
 
 def suite_accuracies(model, suite):
@@ -129,7 +129,7 @@ def mlp_ablated_accuracy(model, tokens, targets, layer):
 @torch.no_grad()
 def one_hot_attention_accuracy(model, tokens, targets, layer, head):
     """Accuracy with the head's attention from the last position forced onto the answer's first position."""
-    position = (tokens[:, :-1] == targets[:, None]).float().argmax(-1)
+    position = answer_positions(tokens, targets).float().argmax(-1)
     return (model.run_with_hooks(tokens, [C.attend_only_to(layer, head, position)])[:, -1].argmax(-1)
             == targets).float().mean().item()
 
@@ -366,7 +366,7 @@ def find_median_claims(model, suite: dict, pairs, averaging=None, sample: int = 
     if averaging is not None:
         claims += averaging_claims(averaging, tokens[:20000], targets[:20000])
     on_median = sep_attention_on(model, few, few_targets)
-    share = (few[:, :-1] == few_targets[:, None]).float().sum(1).mean().item() / (n + 1)
+    share = answer_positions(few, few_targets).float().sum(1).mean().item() / (n + 1)
     spreads = {h: qk_spread(model, h, n) for h in range(cfg.n_heads)}
     avg_head = (0, min(spreads, key=spreads.get))
     later = [(l, h) for l, h in heads(model) if l >= 1]
@@ -528,16 +528,15 @@ def mlp_input_shares(model, tokens, layer) -> dict:
     """{component: the share of MLP `layer`'s pre-activation variance at SEP that the component's output alone
     explains, 1 - var(pre - part) / var(pre) per neuron, averaged with each neuron's output variance as its
     weight} for every head and MLP before it: which writers its neurons read."""
-    writers = [(f"L{l}H{h}", f"blocks.{l}.attn.hook_result", h) for l in range(layer + 1)
-               for h in range(model.cfg.n_heads)] + [(f"MLP {l}", f"blocks.{l}.hook_mlp_out", None) for l in range(layer)]
+    writers = F.senders(model, f"MLP {layer}")
     pre_name = f"blocks.{layer}.mlp.hook_pre"
-    _, cache = model.run_with_cache(tokens, names_filter=[hook for _, hook, _ in writers] + [pre_name])
+    _, cache = model.run_with_cache(tokens, names_filter=F.output_names(model, writers) + [pre_name])
     pre = cache[pre_name][:, -1]
     weight = torch.relu(pre).var(0)
     W_in = model.blocks[layer].mlp.W_in
     shares = {}
-    for name, hook, head in writers:
-        part = (cache[hook][:, -1] if head is None else cache[hook][:, -1, head]) @ W_in
+    for name, output in F.outputs_from(cache, model, writers).items():
+        part = output[:, -1] @ W_in
         explained = 1 - (pre - part).var(0) / pre.var(0).clamp(min=1e-12)
         shares[name] = ((explained * weight).sum() / weight.sum()).item()
     return shares

@@ -19,6 +19,8 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 
+from .tasks import answer_positions
+
 
 def components(model) -> list:
     """Every head and MLP of the model, by name: 'L{l}H{h}' and 'MLP {l}'."""
@@ -27,7 +29,7 @@ def components(model) -> list:
     return heads + ([f"MLP {l}" for l in range(cfg.n_layers)] if cfg.d_mlp else [])
 
 
-def _hook_of(model, component):
+def output_hook(model, component):
     """(hook name, head index or None) of a component's output."""
     if component.startswith("MLP "):
         layer = int(component[4:])
@@ -61,15 +63,15 @@ def receivers(model) -> list:
 def circuit_of(model, keep) -> set:
     """The circuit of whole components: every path out of a kept component, into anything."""
     for c in keep:
-        _hook_of(model, c)  # a misspelt component is an error, not a silently empty circuit
-    return {(s, r) for r in receivers(model) for s in _senders(model, r) if s in set(keep)}
+        output_hook(model, c)  # a misspelt component is an error, not a silently empty circuit
+    return {(s, r) for r in receivers(model) for s in senders(model, r) if s in set(keep)}
 
 
 def _layer(component):
     return int(component[4:]) if component.startswith("MLP") else int(component[1:].split("H")[0])
 
 
-def _senders(model, receiver):
+def senders(model, receiver):
     """Components whose output reaches `receiver`'s input: earlier layers, and this layer's heads for its MLP."""
     if receiver == "logits":
         return components(model)
@@ -78,16 +80,25 @@ def _senders(model, receiver):
                                                                    _layer(c) == layer and not c.startswith("MLP"))]
 
 
-@torch.no_grad()
-def _outputs(model, tokens) -> dict:
-    """{component: its output [batch, pos, d_model]} on a normal run (heads without b_O)."""
-    names = sorted({_hook_of(model, c)[0] for c in components(model)})
-    _, cache = model.run_with_cache(tokens, names_filter=names)
+def output_names(model, which) -> list:
+    """The hook names a cache needs for the outputs of the components `which`."""
+    return sorted({output_hook(model, c)[0] for c in which})
+
+
+def outputs_from(cache, model, which) -> dict:
+    """{component: its output [batch, pos, d_model] (heads without b_O)} from a cache of output_names."""
     outputs = {}
-    for c in components(model):
-        name, head = _hook_of(model, c)
+    for c in which:
+        name, head = output_hook(model, c)
         outputs[c] = cache[name] if head is None else cache[name][:, :, head]
     return outputs
+
+
+@torch.no_grad()
+def _outputs(model, tokens) -> dict:
+    """Every component's output on a normal run."""
+    _, cache = model.run_with_cache(tokens, names_filter=output_names(model, components(model)))
+    return outputs_from(cache, model, components(model))
 
 
 @torch.no_grad()
@@ -112,7 +123,7 @@ def run_circuit(model, tokens, targets, circuit, reference, attention=None, refe
     def read(receiver):  # the residual stream as `receiver` sees it
         before = cfg.n_layers if receiver == "logits" else _layer(receiver) + receiver.startswith("MLP")
         x = x0 + sum(model.blocks[l].attn.b_O for l in range(before))  # b_O: constant, in no component
-        for s in _senders(model, receiver):
+        for s in senders(model, receiver):
             x = x + (own[s] if (s, receiver) in edges else other[s])
         return x
 
@@ -170,7 +181,7 @@ def faithfulness(model, tokens, targets, circuit, attention=None, seed=0, comple
 
 def attention_on_answer(head, tokens, targets) -> dict:
     """run_circuit's `attention` for 'head attends from SEP only to the answer' (every position holding it)."""
-    return {head: tokens[:, :-1] == targets[:, None]}
+    return {head: answer_positions(tokens, targets)}
 
 
 def attention_on_keys(head, positions, P) -> dict:

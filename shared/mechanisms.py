@@ -13,8 +13,10 @@ from dataclasses import dataclass
 import torch
 
 from .circuits import attention_on, mean_ablation
-from .claims import COMPARE
-from .faithfulness import circuit_of, components, faithfulness_by_family, weakest_family
+from .claims import COMPARE, sep_attention_on
+from .faithfulness import (circuit_of, components, faithfulness_by_family, output_hook, output_names, outputs_from,
+                           weakest_family)
+from .tasks import answer_positions
 from .train import evaluate
 
 # The measures, in the order of the summary's columns, and what each one is (the notebooks' legend).
@@ -66,12 +68,11 @@ UNCLASSIFIED = "unclassified"
 
 # What each kind of explanation keeps (shared.faithfulness): {key: (description, the components kept, given
 # the model and the selector's name, and the keys the selector's attention is restricted to, or None)}.
-_answer = lambda tokens, targets: tokens[:, :-1] == targets[:, None]
 CIRCUITS = {
     "selector alone on the answer": ("the selector alone, attending only to the answer",
-                                     lambda model, selector: [selector], _answer),
+                                     lambda model, selector: [selector], answer_positions),
     "selector on the answer": ("every path, the selector attending only to the answer",
-                               lambda model, selector: components(model), _answer),
+                               lambda model, selector: components(model), answer_positions),
     "selector on the neighbourhood": ("every path, the selector attending only to the answer and its nearest "
                                       "values either side", lambda model, selector: components(model), neighbourhood),
     "layer-0 heads and MLPs": ("layer-0 heads and every MLP (later heads resampled)",
@@ -124,24 +125,30 @@ def _direct_logits(model, residual):
     return residual @ model.W_U
 
 
+def _ablated_accuracy(model, tokens, targets, cache, which):
+    """Accuracy with the components `which` mean-ablated together (their means over the cached batch)."""
+    hooks = []
+    for component in which:
+        name, head = output_hook(model, component)
+        hooks.append((name, mean_ablation(cache[name], head)))
+    with model.hooks(hooks):
+        return evaluate(model, tokens, targets)[1]
+
+
 @torch.no_grad()
 def mechanism_measures(model, tokens, targets) -> dict:
     """MEASURES on (tokens, targets): uniform lists of the task, a few thousand are plenty."""
-    cfg = model.cfg
-    names = [f"blocks.{l}.attn.hook_result" for l in range(cfg.n_layers)]
-    mlps = [f"blocks.{l}.hook_mlp_out" for l in range(cfg.n_layers)] if cfg.d_mlp else []
-    logits, cache = model.run_with_cache(tokens, names_filter=names + mlps)
+    parts = components(model)
+    heads, mlps = [c for c in parts if not c.startswith("MLP")], [c for c in parts if c.startswith("MLP")]
+    logits, cache = model.run_with_cache(tokens, names_filter=output_names(model, parts))
+    outputs = {c: output[:, -1] for c, output in outputs_from(cache, model, parts).items()}  # at SEP
     answer = logits[:, -1].argmax(-1)
     agree = lambda residual: (_direct_logits(model, residual).argmax(-1) == answer).float().mean().item()
-    on_answer = attention_on(model, tokens, tokens[:, :-1] == targets[:, None])  # [layer, head]
-    layer, head = divmod(on_answer.argmax().item(), cfg.n_heads)
-    selector = cache[names[layer]][:, -1, head]
-    with model.hooks([(names[layer], mean_ablation(cache[names[layer]], head))]):
-        selector_ablated = evaluate(model, tokens, targets)[1]
-    mlps_ablated = None
-    if mlps:
-        with model.hooks([(name, mean_ablation(cache[name])) for name in mlps]):
-            mlps_ablated = evaluate(model, tokens, targets)[1]
+    on_answer = sep_attention_on(model, tokens, targets)  # [layer, head]
+    layer, head = divmod(on_answer.argmax().item(), model.cfg.n_heads)
+    selector = f"L{layer}H{head}"
+    selector_ablated = _ablated_accuracy(model, tokens, targets, cache, [selector])
+    mlps_ablated = _ablated_accuracy(model, tokens, targets, cache, mlps) if mlps else None
     return {
         "answer_attention": on_answer[layer, head].item(),
         "selector_layer": layer,
@@ -149,9 +156,9 @@ def mechanism_measures(model, tokens, targets) -> dict:
         "runner_up_attention": on_answer.flatten().sort(descending=True).values[1].item() if on_answer.numel() > 1
         else 0.0,
         "neighbourhood_attention": attention_on(model, tokens, neighbourhood(tokens, targets))[layer, head].item(),
-        "selector_dla": agree(selector),
-        "attention_dla": agree(sum(cache[name][:, -1].sum(1) for name in names)),
-        "mlp_dla": agree(sum(cache[name][:, -1] for name in mlps)) if mlps else None,
+        "selector_dla": agree(outputs[selector]),
+        "attention_dla": agree(sum(outputs[c] for c in heads)),
+        "mlp_dla": agree(sum(outputs[c] for c in mlps)) if mlps else None,
         "selector_ablated": selector_ablated,
         "mlps_ablated": mlps_ablated,
     }
@@ -163,18 +170,13 @@ def mechanism_measures(model, tokens, targets) -> dict:
 def component_roles(model, tokens, targets) -> dict:
     """{component: (accuracy with it mean-ablated, share of lists on which its direct logits alone give the
     model's answer)} for every head (L{l}H{h}) and MLP ("MLP l"), and "intact": the model's own accuracy."""
-    cfg = model.cfg
-    components = [(f"L{l}H{h}", f"blocks.{l}.attn.hook_result", h) for l in range(cfg.n_layers)
-                  for h in range(cfg.n_heads)]
-    components += [(f"MLP {l}", f"blocks.{l}.hook_mlp_out", None) for l in range(cfg.n_layers)] if cfg.d_mlp else []
-    logits, cache = model.run_with_cache(tokens, names_filter=[hook for _, hook, _ in components])
+    parts = components(model)
+    logits, cache = model.run_with_cache(tokens, names_filter=output_names(model, parts))
     answer = logits[:, -1].argmax(-1)
     roles = {"intact": (evaluate(model, tokens, targets)[1], None)}
-    for name, hook, head in components:
-        with model.hooks([(hook, mean_ablation(cache[hook], head))]):
-            ablated = evaluate(model, tokens, targets)[1]
-        out = cache[hook][:, -1] if head is None else cache[hook][:, -1, head]
-        roles[name] = (ablated, (_direct_logits(model, out).argmax(-1) == answer).float().mean().item())
+    for name, output in outputs_from(cache, model, parts).items():
+        dla = (_direct_logits(model, output[:, -1]).argmax(-1) == answer).float().mean().item()
+        roles[name] = (_ablated_accuracy(model, tokens, targets, cache, [name]), dla)
     return roles
 
 

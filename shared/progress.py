@@ -10,7 +10,7 @@ Which measures apply follows from the model's shape, so both tasks use the same 
 import torch
 
 from . import circuits as C
-from .tasks import family_accuracies
+from .tasks import answer_positions, family_accuracies
 
 
 @torch.no_grad()
@@ -19,7 +19,7 @@ def progress_measures(model, families: dict, probe) -> dict:
     tokens, targets = probe
     cfg = model.cfg
     out = {f"accuracy: {name}": acc for name, acc in family_accuracies(model, families).items()}
-    on_answer = C.attention_on(model, tokens, tokens[:, :-1] == targets[:, None])
+    on_answer = C.attention_on(model, tokens, answer_positions(tokens, targets))
     for l in range(cfg.n_layers):
         for h in range(cfg.n_heads):
             out[f"attention on answer: L{l}H{h}"] = on_answer[l, h].item()

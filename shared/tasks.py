@@ -16,6 +16,11 @@ def to_tokens(values, V: int):
     return torch.cat([values, torch.full((len(values), 1), V, dtype=values.dtype)], dim=1)
 
 
+def answer_positions(tokens, targets):
+    """[batch, n]: True at the list positions holding the answer (every copy of it; SEP excluded)."""
+    return tokens[:, :-1] == targets[:, None]
+
+
 def shuffle_rows(values, gen):
     return values.gather(1, torch.rand(values.shape, generator=gen).argsort(1))
 
