@@ -265,15 +265,17 @@ def find_min_claims(model, suite: dict, sample: int = 20000) -> dict:
     return {"claims": claims, "selecting head": (layer, head), "faithfulness": faithful}
 
 
-def faithfulness_claims(results: dict, circuit: str, threshold: float, key: str = "faithful") -> list:
+def faithfulness_claims(results, circuit: str, threshold: float, key: str = "faithful", note: str = "") -> list:
     """Two rows from shared.faithfulness.faithfulness_by_family: the share of loss the circuit recovers on
-    uniform lists, and on the family where it recovers least (every other path resampled from the same family)."""
-    uniform = next(name for name in results if name.startswith("uniform"))
-    worst = F.weakest_family(results)
+    uniform lists, and on the family where it recovers least (every other path resampled from the same family).
+    results None: the circuit does not exist in this model; both rows n/a, with `note` saying why."""
+    uniform = next(name for name in results if name.startswith("uniform")) if results else None
+    worst = F.weakest_family(results) if results else None
+    recovered = lambda family: results[family]["loss recovered"] if results else None
     return [Claim(f"{key}_uniform", f"{circuit}: loss recovered on uniform lists (all else resampled)",
-                  results[uniform]["loss recovered"], ">=", threshold, "%"),
-            Claim(f"{key}_families", f"... on the family where it recovers least ({worst})",
-                  results[worst]["loss recovered"], ">=", threshold, "%")]
+                  recovered(uniform), ">=", threshold, "%", note=note),
+            Claim(f"{key}_families", f"... on the family where it recovers least ({worst or 'none'})",
+                  recovered(worst), ">=", threshold, "%", note=note)]
 
 
 # -------------------------------------------------------------------------------------------- find_median
@@ -548,38 +550,39 @@ def reading_claims(model, reading, sel) -> list:
     name = f"L{sel[0]}H{sel[1]}" if sel else "the selecting head"
     last = cfg.n_layers - 1
     note = "" if reading else "no selecting head without LayerNorm"
-    get = (lambda f: f()) if reading else (lambda f: None)
-    mlp = (lambda f: get(f) if cfg.d_mlp else None)
-    explained = reading["explained"] if reading else {}
-    uniform = next(iter(reading["algorithm"])) if reading else None
-    algorithm = reading["algorithm"] if reading else {}
-    worst = min(algorithm, key=algorithm.get) if reading else "none"
+    value, worst = {}, "none"
+    if reading:
+        algorithm = reading["algorithm"]
+        uniform, worst = next(iter(algorithm)), min(algorithm, key=algorithm.get)
+        value.update(select_output=algorithm[uniform], select_output_worst=algorithm[worst])
+        if cfg.d_mlp:
+            explained, reads = reading["explained"], reading["last MLP reads"]
+            value.update(mlp0_median=explained[0]["median"],
+                         mlp0_not_linear=explained[0]["median"] - explained[0]["histogram"],
+                         mlp_last_selected=explained[last]["selected"], mlp_last_reads_head=reads[name],
+                         mlp_last_reads_head_most=reads[name] - max(v for k, v in reads.items() if k != name),
+                         faithful_select_copy=reading["select-copy components"][uniform]["loss recovered"])
     # 0.97: on 20 seeds of the default recipe the weakest family recovers 98.2-100% (the committed model: 100%)
-    claims = faithfulness_claims(reading["on median"], f"every path, {name} attending only to the median", 0.97) \
-        if reading else [Claim("faithful_uniform", f"every path, {name} attending only to the median: loss recovered",
-                               None, ">=", 0.97, "%", note=note),
-                         Claim("faithful_families", "... on the family where it recovers least", None, ">=", 0.97, "%",
-                               note=note)]
-    return claims + [
+    return faithfulness_claims(reading and reading["on median"], f"every path, {name} attending only to the median",
+                               0.97, note=note) + [
         Claim("mlp0_median", "MLP 0's output at SEP: variance explained by a lookup table of the median",
-              mlp(lambda: explained[0]["median"]), ">=", 0.5, note=note or ("" if cfg.d_mlp else "no MLPs")),
+              value.get("mlp0_median"), ">=", 0.5, note=note or ("" if cfg.d_mlp else "no MLPs")),
         Claim("mlp0_not_linear", "... more than by a linear map of the list's histogram (which layer 0's average "
-              "holds): the difference", mlp(lambda: explained[0]["median"] - explained[0]["histogram"]), ">", 0.2),
+              "holds): the difference", value.get("mlp0_not_linear"), ">", 0.2),
         Claim("mlp_last_selected", f"MLP {last}'s output at SEP: variance explained by a lookup table of the value "
-              f"{name} selects", mlp(lambda: explained[last]["selected"]), ">=", 0.7),
+              f"{name} selects", value.get("mlp_last_selected"), ">=", 0.7),
         Claim("mlp_last_reads_head", f"MLP {last}'s neurons read {name}'s copy: share of their pre-activation "
               f"variance at SEP that {name}'s output alone explains (weighted by each neuron's output variance)",
-              mlp(lambda: reading["last MLP reads"][name]), ">=", 0.5),
+              value.get("mlp_last_reads_head"), ">=", 0.5),
         Claim("mlp_last_reads_head_most", "... minus the largest share any other earlier component explains",
-              mlp(lambda: reading["last MLP reads"][name] - max(v for k, v in reading["last MLP reads"].items()
-                                                                if k != name)), ">", 0.0),
+              value.get("mlp_last_reads_head_most"), ">", 0.0),
         Claim("faithful_select_copy", f"the components of select-then-copy alone (MLP {last} resampled): loss "
               "recovered on uniform lists, below 80%: the last MLP writes the answer too",
-              mlp(lambda: reading["select-copy components"][uniform]["loss recovered"]), "<", 0.8, "%"),
+              value.get("faithful_select_copy"), "<", 0.8, "%"),
         Claim("select_output", f"algorithm 'answer the value at {name}'s top-scoring key': agreement with the model "
-              "on uniform lists", get(lambda: algorithm[uniform]), ">=", 0.98, "%", note=note),
+              "on uniform lists", value.get("select_output"), ">=", 0.98, "%", note=note),
         Claim("select_output_worst", f"... on the family where it agrees least ({worst}): below 99.9%, what the "
-              "algorithm leaves unexplained", get(lambda: algorithm[worst]), "<", 0.999, "%", note=note),
+              "algorithm leaves unexplained", value.get("select_output_worst"), "<", 0.999, "%", note=note),
     ]
 
 
