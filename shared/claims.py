@@ -544,6 +544,33 @@ def mlp_input_shares(model, tokens, layer) -> dict:
     return shares
 
 
+def mlp_reading_table(reading) -> str:
+    """Markdown from median_reading: per MLP, the variance of its SEP output each candidate explains, and which
+    writers the last MLP's neurons read."""
+    lines = ["| MLP | lookup of the median | linear in the mean | linear in the histogram | lookup of the selected "
+             "value |", "|---|---:|---:|---:|---:|"]
+    lines += [f"| MLP {l} | {e['median']:.3f} | {e['mean']:.3f} | {e['histogram']:.3f} | {e['selected']:.3f} |"
+              for l, e in reading["explained"].items()]
+    if reading["last MLP reads"]:
+        lines += ["", "Which writers the last MLP's neurons read: the share of their pre-activation variance at SEP each "
+                  "earlier component's output explains alone (weighted by each neuron's output variance): " +
+                  ", ".join(f"{c} {v:.3f}" for c, v in reading["last MLP reads"].items()) + "."]
+    return "\n".join(lines)
+
+
+def algorithm_table(reading) -> str:
+    """Markdown from median_reading: per family, the one-key algorithm's agreement with the model, the inputs it
+    leaves unexplained (and the share of them picking a sorted neighbour of the median), and the loss that
+    restricting the selecting head to its top key recovers."""
+    lines = ["| family | agreement with the model | inputs it leaves unexplained | of those, picking a sorted neighbour "
+             "of the median | loss recovered by (c) |", "|---|---:|---:|---:|---:|"]
+    for family, agreement in reading["algorithm"].items():
+        count, neighbours = reading["unexplained"][family]
+        lines.append(f"| {family} | {agreement:.2%} | {count:,} | {neighbours:.1%} | "
+                     f"{reading['on top key'][family]['loss recovered']:.2%} |")
+    return "\n".join(lines)
+
+
 def reading_claims(model, reading, sel) -> list:
     """The claims of section 5b from median_reading (None: no selecting head to read; every row n/a)."""
     cfg = model.cfg

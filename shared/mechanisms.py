@@ -12,12 +12,15 @@ from dataclasses import dataclass
 
 import torch
 
+from .checkpoint import load_checkpoint
 from .circuits import attention_on, mean_ablation
 from .claims import COMPARE, sep_attention_on
 from .faithfulness import (circuit_of, components, faithfulness_by_family, output_hook, output_names, outputs_from,
                            weakest_family)
-from .tasks import answer_positions
+from .tasks import answer_positions, evaluation_suite
 from .train import evaluate
+
+MEASURE_LISTS = 4000  # the uniform lists (of an evaluation suite) the measures are read on
 
 # The measures, in the order of the summary's columns, and what each one is (the notebooks' legend).
 MEASURES = {
@@ -232,3 +235,56 @@ def faithfulness_sentence(description: str, results: dict) -> str:
             f"{results[uniform]['loss recovered']:.2%} of the loss on uniform lists and "
             f"{results[worst]['loss recovered']:.2%} on the family where it recovers least ({worst}), every other path "
             "resampled from the same family.")
+
+
+def measures_on(model, suite: dict) -> dict:
+    """mechanism_measures on the first MEASURE_LISTS uniform lists of an evaluation suite (the sweep's lists)."""
+    tokens, targets = next(iter(suite.values()))
+    return mechanism_measures(model, tokens[:MEASURE_LISTS], targets[:MEASURE_LISTS])
+
+
+def describe_class(model, suite: dict, mechanisms) -> dict:
+    """{"measures", "class", "faithfulness": the class explanation's loss recovered, as a sentence ("" when
+    unclassified)} of one model, on an evaluation suite of its task."""
+    measures = measures_on(model, suite)
+    name = classify(measures, mechanisms)
+    mechanism = mechanism_of(name, mechanisms)
+    sentence = faithfulness_sentence(*class_faithfulness(model, mechanism, measures, suite)) if mechanism else ""
+    return {"measures": measures, "class": name, "faithfulness": sentence}
+
+
+def spread_tables(recipes: dict) -> str:
+    """Markdown: spread_table for every class of every published recipe (shared.sweep.published)."""
+    parts = []
+    for recipe_name, recipe in recipes.items():
+        for name in sorted({row["mechanism"] for row in recipe["rows"]}):
+            rows = [row for row in recipe["rows"] if row["mechanism"] == name]
+            parts.append(f"**{recipe_name}, {name}** ({len(rows)} seed{'s' if len(rows) > 1 else ''}): how tightly "
+                         "the measures cluster\n\n" + spread_table(rows))
+    return "\n\n".join(parts)
+
+
+def explain_others(recipes: dict, my_class: str, dataset) -> str:
+    """Markdown: for every published class other than my_class, its representative (the lowest seed) explained
+    on its own task's evaluation suite: what the class computes, which components are needed and which write
+    the answer (component_roles), and how much of the loss the class's explanation recovers."""
+    parts = []
+    for recipe_name, recipe in recipes.items():
+        for name, path in recipe["representatives"].items():
+            if name == my_class:
+                continue
+            task = dataset.task()
+            model = load_checkpoint(path, task=task.name)
+            suite = evaluation_suite(dataset.task(model.cfg.n_ctx - 1, model.cfg.d_vocab_out),
+                                     uniform_size=MEASURE_LISTS)
+            tokens, targets = next(iter(suite.values()))
+            roles = component_roles(model, tokens, targets)
+            explained = describe_class(model, suite, dataset.MECHANISMS)["faithfulness"]
+            parts.append(f"**{name}**: representative `{path.name}` ({recipe_name} recipe). What the class computes: "
+                         f"{meaning(name, dataset.MECHANISMS)}. On {len(tokens):,} uniform lists: "
+                         f"{roles_sentence(roles)} {explained}\n\n" + roles_table(roles))
+    total = sum(len(recipe["rows"]) for recipe in recipes.values())
+    parts.append(f"{len(parts)} class(es) besides this model's occur among the {total} published seeds, explained "
+                 "above." if parts else f"Every one of the {total} published seeds is classified **{my_class}**, "
+                 "like this model: no other class occurs to explain.")
+    return "\n\n".join(parts)

@@ -33,13 +33,12 @@ from tqdm.auto import tqdm
 from .checkpoint import CheckpointError, load_checkpoint
 from .cli import apply_overrides, hyperparameters
 from .experiment import CLI_LIMITS, check_writable, make_task
-from .mechanisms import classify, mechanism_measures
+from .mechanisms import classify, measures_on
 from .tasks import evaluation_suite, family_accuracies
 
 ROOT = Path(__file__).resolve().parent.parent
 TASKS = ("find_min", "find_median")
 SWEEP_OPTIONS = ("seeds", "jobs", "name", "folder")
-MEASURE_LISTS = 4000  # uniform lists the mechanism measures are read on
 PUBLISHED = "across_seeds"  # <task>/across_seeds/: the committed summaries and one checkpoint per class
 NOT_OVERRIDABLE = ("seed", "out", "snapshots", "device")  # set by the sweep itself
 
@@ -127,7 +126,7 @@ def _train_seed(task_name, params, path):
 def summary_row(task_name: str, seed: int, path: Path) -> dict:
     """The sweep's figures for one seed, recomputed from its checkpoint: accuracy on the evaluation suite
     (100,000 uniform lists and every family), the weakest family, when training reached its target, the
-    mechanism measures (shared.mechanisms, on the suite's first MEASURE_LISTS uniform lists) and the class
+    mechanism measures (shared.mechanisms.measures_on) and the class
     the task's MECHANISMS give them."""
     model = load_checkpoint(path, task=task_name)
     meta = model.metadata
@@ -136,8 +135,7 @@ def summary_row(task_name: str, seed: int, path: Path) -> dict:
     suite = evaluation_suite(task)
     accuracies = family_accuracies(model, suite)
     weakest = min(accuracies, key=accuracies.get)
-    tokens, targets = next(iter(suite.values()))
-    measures = mechanism_measures(model, tokens[:MEASURE_LISTS], targets[:MEASURE_LISTS])
+    measures = measures_on(model, suite)
     history = meta["history"]
     reached = history.get("target_reached")
     seconds = history["seconds"][history["step"].index(reached)] if reached is not None else None
@@ -214,6 +212,16 @@ def recipe_label(name: str, changes: dict) -> str:
     return f"{name}: " + (" ".join(f"`--{k}={v}`" for k, v in changes.items()) or "training.py's defaults")
 
 
+def class_count_text(rows: list) -> str:
+    """'12/20 selects in layer 1, 7/20 ...': the classes of a summary's rows, the most common first."""
+    return ", ".join(f"{count}/{len(rows)} {name}" for name, count in class_counts(rows).items())
+
+
+def counts_sentence(recipes: dict) -> str:
+    """'default: 20/20 ...; two_heads: ...' over the published recipes."""
+    return "; ".join(f"{name}: {class_count_text(recipe['rows'])}" for name, recipe in recipes.items())
+
+
 def class_count_table(recipes: dict) -> str:
     """Markdown, one row per published recipe: seeds, how many of them fall in each mechanism class, and the
     weakest-family accuracy over seeds (lowest and median)."""
@@ -222,9 +230,8 @@ def class_count_table(recipes: dict) -> str:
     for name, recipe in recipes.items():
         rows = recipe["rows"]
         weakest = sorted(r["weakest accuracy"] for r in rows)
-        counts = ", ".join(f"{count}/{len(rows)} {cls}" for cls, count in class_counts(rows).items())
-        lines.append(f"| {recipe_label(name, recipe['changes'])} | {len(rows)} | {counts} | {weakest[0]:.2%} | "
-                     f"{weakest[len(weakest) // 2]:.2%} |")
+        lines.append(f"| {recipe_label(name, recipe['changes'])} | {len(rows)} | {class_count_text(rows)} | "
+                     f"{weakest[0]:.2%} | {weakest[len(weakest) // 2]:.2%} |")
     return "\n".join(lines)
 
 
@@ -291,7 +298,7 @@ def main(argv=None):
     print(markdown(rows))
     reached = sum(r["target reached"] for r in rows)
     print(f"{reached}/{len(rows)} seeds reached the target; summary: {folder / 'summary.csv'}")
-    print("mechanisms: " + ", ".join(f"{count}/{len(rows)} {name}" for name, count in class_counts(rows).items()))
+    print("mechanisms: " + class_count_text(rows))
     if published:
         for path in publish(folder, rows, published, ROOT / task / PUBLISHED):
             print(f"published {path}")

@@ -7,10 +7,11 @@ from handbuilt import (median_averaging_model, median_batch, median_mlp_decoder_
 import find_median.dataset as median_data
 import find_min.dataset as min_data
 from shared.checkpoint import load_checkpoint
-from shared.mechanisms import (UNCLASSIFIED, class_faithfulness, class_legend, classify, component_roles, mechanism_measures, meaning,
-                               mechanism_of, roles_sentence, roles_table, spread_table)
+from shared.mechanisms import (UNCLASSIFIED, class_faithfulness, class_legend, classify, component_roles,
+                               explain_others, mechanism_measures, mechanism_of, meaning, measures_on, roles_sentence,
+                               roles_table, spread_table, spread_tables)
 from shared.model import Config, Transformer
-from shared.sweep import MEASURE_LISTS, ROOT, class_count_table, class_counts, published
+from shared.sweep import ROOT, class_count_table, class_counts, counts_sentence, published
 from shared.tasks import evaluation_suite
 from shared.train import evaluate
 
@@ -114,7 +115,7 @@ def test_published_representatives_are_what_their_summary_says(task):
             row = rows[seed]
             assert row["mechanism"] == cls and seed == min(s for s, r in rows.items() if r["mechanism"] == cls)
             model = load_checkpoint(path, task=task)
-            measures = mechanism_measures(model, tokens[:MEASURE_LISTS], targets[:MEASURE_LISTS])
+            measures = measures_on(model, suite)
             assert classify(measures, TASKS[task].MECHANISMS) == cls, (name, seed)
             for key in ("answer_attention", "selector_dla"):  # another machine's floats: a tolerance
                 assert measures[key] == pytest.approx(row[key], abs=0.01), (name, seed, key)
@@ -129,3 +130,15 @@ def test_class_counts_and_the_readme_table():
     for task in TASKS:
         assert class_count_table(published(task)) in readme, f"README's {task} across-seeds table is stale"
 
+
+
+def test_the_notebooks_across_seeds_text():
+    recipes = published("find_min")
+    others = explain_others(recipes, "one head selects in layer 0", min_data)
+    assert "**heads share the selection in layer 0**: representative `two_heads_seed0.pt`" in others
+    assert "| L0H1 |" in others and others.endswith("explained above.")
+    assert explain_others({"default": recipes["default"]}, "one head selects in layer 0", min_data).startswith(
+        "Every one of the 20 published seeds")
+    assert counts_sentence(recipes) == ("default: 20/20 one head selects in layer 0; "
+                                        "two_heads: 20/20 heads share the selection in layer 0")
+    assert "**two_heads, heads share the selection in layer 0** (20 seeds)" in spread_tables(recipes)
