@@ -90,7 +90,7 @@ def adversarial(size, n, V, gen):
 def task(n: int = N, V: int = V) -> ListTask:
     if n % 2 == 0:
         raise ValueError(f"find_median needs an odd list length, got n = {n}")
-    return ListTask("find_median", answer, balanced, adversarial, hard, n, V)
+    return ListTask("find_median", answer, balanced, adversarial, hard, n, V, order_statistic=n // 2)
 
 
 def median_swap_pairs(size, n=N, V=V, position=None, seed=0):

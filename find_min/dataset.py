@@ -55,7 +55,7 @@ def adversarial(size, n, V, gen):
 
 
 def task(n: int = N, V: int = V) -> ListTask:
-    return ListTask("find_min", answer, balanced, adversarial, hard, n, V)
+    return ListTask("find_min", answer, balanced, adversarial, hard, n, V, order_statistic=0)
 
 
 # The mechanism classes of shared.mechanisms.classify, checked in order. Thresholds sit in gaps measured on 40

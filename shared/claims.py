@@ -18,6 +18,7 @@ from . import faithfulness as F
 from .progress import formation_step, track
 from .tasks import answer_positions, family_predictions, mistakes
 from .train import evaluate
+from .verify import verify
 
 COMPARE = {">=": lambda v, t: v >= t, ">": lambda v, t: v > t, "<=": lambda v, t: v <= t, "<": lambda v, t: v < t}
 
@@ -190,14 +191,31 @@ def architecture(model) -> str:
             f"{'LayerNorm' if cfg.normalization_type else 'no LayerNorm'}")
 
 
+def verification_claims(verdict) -> list:
+    """One row from shared.verify's verdict on every input of the task: the smallest logit margin over all of
+    them, with every float32 rounding against it (positive: proved right on every input)."""
+    note = {"proved": f"proved; exact worst-case margin {verdict.margin:.3f}" if verdict.margin is not None else "",
+            "refuted": f"refuted: e.g. {' '.join(map(str, verdict.counterexamples[0][0]))} -> "
+                       f"{verdict.counterexamples[0][1]}, answer {verdict.counterexamples[0][2]}"
+            if verdict.counterexamples else "refuted",
+            "out of scope": f"out of scope: {verdict.reason}"}[verdict.status]
+    value = verdict.float32_margin if verdict.float32_margin is not None else (
+        verdict.margin if verdict.method == "every input run" else None)
+    return [Claim("proved", f"right on every one of the {verdict.inputs:,} inputs, decided from the weights "
+                  f"(shared.verify, {verdict.method}): smallest logit margin over all of them, every float32 "
+                  "rounding against it", value, ">", 0.0, note=note)]
+
+
 # ----------------------------------------------------------------------------------------------- find_min
 @torch.no_grad()
-def find_min_claims(model, suite: dict, sample: int = 20000) -> dict:
-    """The find_min notebook's claims on `model`: it is right; one head selects the minimum (found by
+def find_min_claims(model, suite: dict, task, sample: int = 20000) -> dict:
+    """The find_min notebook's claims on `model`: it is right, on every input where shared.verify can decide
+    it from the weights (task: the model's ListTask); one head selects the minimum (found by
     measurement: the head whose SEP attention lands most on the minimum); its QK circuit falls with the
     value; its OV circuit copies; removing it leaves chance, forcing its ideal pattern keeps the answer;
     and select-then-copy reproduces the model (exactly from the weights where the architecture allows).
-    suite: shared.tasks.evaluation_suite(task). Returns {"claims": [...], "selecting head": (l, h)}."""
+    suite: shared.tasks.evaluation_suite(task). Returns {"claims": [...], "selecting head": (l, h),
+    "faithfulness": ..., "verification": shared.verify's Verdict}."""
     uniform_name = next(name for name in suite if name.startswith("uniform ("))
     tokens, targets = suite[uniform_name]
     few, few_targets = tokens[:sample], targets[:sample]
@@ -227,10 +245,12 @@ def find_min_claims(model, suite: dict, sample: int = 20000) -> dict:
     agree = None if predicted is None else (predicted == answers).float().mean().item()
     chance = most_frequent_answer_rate(few_targets)
     ln_gap = math.log(n - 1)
+    verification = verify(model, task)
     claims = [
         *accuracy_claims(accuracies, weakest),
         Claim("errors", f"share of wrong answers over all {inputs:,} inputs ({errors:,} wrong)", errors / inputs,
               "<=", 0.001, "%"),
+        *verification_claims(verification),
         Claim("selects", f"{name} (the head most on the minimum) puts SEP's attention on the minimum, uniform lists",
               on_min[layer, head].item(), ">=", 0.9),
         Claim("near_ties", f"{name} still gives the minimum most of SEP's attention on near ties",
@@ -262,7 +282,7 @@ def find_min_claims(model, suite: dict, sample: int = 20000) -> dict:
     faithful = F.faithfulness_by_family(model, suite, F.circuit_of(model, [name]),
                                         partial(F.attention_on_answer, name))
     claims += faithfulness_claims(faithful, f"{name} alone, attending only to the minimum", 0.99)
-    return {"claims": claims, "selecting head": (layer, head), "faithfulness": faithful}
+    return {"claims": claims, "selecting head": (layer, head), "faithfulness": faithful, "verification": verification}
 
 
 def faithfulness_claims(results, circuit: str, threshold: float, key: str = "faithful", note: str = "") -> list:

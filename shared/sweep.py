@@ -35,6 +35,7 @@ from .cli import apply_overrides, hyperparameters
 from .experiment import CLI_LIMITS, check_writable, make_task
 from .mechanisms import classify, measures_on
 from .tasks import evaluation_suite, family_accuracies
+from .verify import verify
 
 ROOT = Path(__file__).resolve().parent.parent
 TASKS = ("find_min", "find_median")
@@ -126,8 +127,8 @@ def _train_seed(task_name, params, path):
 def summary_row(task_name: str, seed: int, path: Path) -> dict:
     """The sweep's figures for one seed, recomputed from its checkpoint: accuracy on the evaluation suite
     (100,000 uniform lists and every family), the weakest family, when training reached its target, the
-    mechanism measures (shared.mechanisms.measures_on) and the class
-    the task's MECHANISMS give them."""
+    mechanism measures (shared.mechanisms.measures_on), the class the task's MECHANISMS give them, and
+    shared.verify's verdict on every input (with its worst-case margin, where computed)."""
     model = load_checkpoint(path, task=task_name)
     meta = model.metadata
     dataset = importlib.import_module(f"{task_name}.dataset")
@@ -143,6 +144,9 @@ def summary_row(task_name: str, seed: int, path: Path) -> dict:
            "weakest accuracy": accuracies[weakest], "target reached": reached is not None,
            "steps": history["stopped_at"], "seconds to target": seconds, "train seconds": meta["train_seconds"],
            **measures, "mechanism": classify(measures, dataset.MECHANISMS)}
+    verdict = verify(model, task)
+    row.update({"verified": verdict.status, "worst-case margin": verdict.margin,
+                "float32 margin": verdict.float32_margin})
     return row
 
 
@@ -222,16 +226,25 @@ def counts_sentence(recipes: dict) -> str:
     return "; ".join(f"{name}: {class_count_text(recipe['rows'])}" for name, recipe in recipes.items())
 
 
+def verified_text(rows: list) -> str:
+    """'18/20 proved, 2/20 refuted': shared.verify's verdicts over a summary's rows ('-' for a summary written
+    before the sweep recorded them)."""
+    if any("verified" not in row for row in rows):
+        return "-"
+    return ", ".join(f"{count}/{len(rows)} {status}" for status, count in
+                     Counter(row["verified"] for row in rows).most_common())
+
+
 def class_count_table(recipes: dict) -> str:
-    """Markdown, one row per published recipe: seeds, how many of them fall in each mechanism class, and the
-    weakest-family accuracy over seeds (lowest and median)."""
-    lines = ["| recipe | seeds | mechanism classes | weakest family, lowest seed | weakest family, median seed |",
-             "|---|---:|---|---:|---:|"]
+    """Markdown, one row per published recipe: seeds, how many of them fall in each mechanism class, the
+    weakest-family accuracy over seeds (lowest and median), and how many are proved right on every input."""
+    lines = ["| recipe | seeds | mechanism classes | weakest family, lowest seed | weakest family, median seed | "
+             "right on every input (shared.verify) |", "|---|---:|---|---:|---:|---|"]
     for name, recipe in recipes.items():
         rows = recipe["rows"]
         weakest = sorted(r["weakest accuracy"] for r in rows)
         lines.append(f"| {recipe_label(name, recipe['changes'])} | {len(rows)} | {class_count_text(rows)} | "
-                     f"{weakest[0]:.2%} | {weakest[len(weakest) // 2]:.2%} |")
+                     f"{weakest[0]:.2%} | {weakest[len(weakest) // 2]:.2%} | {verified_text(rows)} |")
     return "\n".join(lines)
 
 

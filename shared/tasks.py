@@ -4,7 +4,7 @@ A sample is the token sequence [x_1, ..., x_n, SEP] with values 0..V-1 and SEP =
 d_vocab_out = V; the answer is read from the logits at the last position (SEP).
 """
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 
@@ -41,6 +41,8 @@ class ListTask:
     answer(values) -> targets; balanced(size, n, V, gen) -> values whose answers are uniform over 0..V-1;
     adversarial(size, n, V, gen) -> {family name: values} of the inputs this task finds hard;
     hard(size, n, V, gen) -> values of the hard kind, drawn broadly enough to train on.
+    order_statistic: k when the answer is the k-th smallest value (0-based), which shared.verify can decide
+    from the weights; None for any other answer.
     """
     name: str
     answer: Callable
@@ -49,6 +51,7 @@ class ListTask:
     hard: Callable
     n: int
     V: int
+    order_statistic: Optional[int] = None
 
     def batch(self, values):
         return to_tokens(values, self.V), self.answer(values)
@@ -92,26 +95,34 @@ def evaluation_suite(task: ListTask, size: int = 2000, uniform_size: int = 100_0
 
 
 def accuracy_table(models, families: dict) -> str:
-    """A markdown table of errors and accuracy per family (the README and notebooks print it); `models` is
-    one model, or {column label: model} to compare several on the same inputs."""
+    """A markdown table of errors, accuracy and the smallest probability given to the right answer per family
+    (the README and notebooks print it; accuracy saturates at 100%, the probability shows how close a family
+    comes to a mistake); `models` is one model, or {column label: model} to compare several on the same inputs."""
     models = models if isinstance(models, dict) else {"": models}
-    head = "| family | samples |" + "".join(f" {k} errors | {k} accuracy |".replace("  ", " ") for k in models)
-    lines = [head, "|---|---:|" + "---:|---:|" * len(models)]
+    head = "| family | samples |" + "".join(f" {k} errors | {k} accuracy | {k} smallest p(answer) |".replace("  ", " ")
+                                          for k in models)
+    lines = [head, "|---|---:|" + "---:|---:|---:|" * len(models)]
     for name, (tokens, targets) in families.items():
         row = f"| {name} | {len(targets):,} |"
         for model in models.values():
-            accuracy = evaluate(model, tokens, targets)[1]
-            row += f" {round((1 - accuracy) * len(targets)):,} | {accuracy:.2%} |"
+            logits = last_logits(model, tokens)
+            errors = (logits.argmax(-1) != targets).sum().item()
+            smallest = logits.softmax(-1).gather(1, targets[:, None]).min().item()
+            row += f" {errors:,} | {1 - errors / len(targets):.2%} | {smallest:.4f} |"
         lines.append(row)
     return "\n".join(lines)
 
 
 @torch.inference_mode()
+def last_logits(model, tokens, batch_size: int = 8192):
+    """[batch, d_vocab_out]: the logits at the last position, where every task reads its answer (on the CPU)."""
+    device = next(model.parameters()).device
+    return torch.cat([model(x.to(device), last_only=True)[:, -1].cpu() for x in tokens.split(batch_size)])
+
+
 def family_predictions(model, families: dict) -> dict:
     """{family: the model's answers [batch]} read at the last position."""
-    device = next(model.parameters()).device
-    return {name: torch.cat([model(x.to(device), last_only=True)[:, -1].argmax(-1).cpu() for x in tokens.split(8192)])
-            for name, (tokens, _) in families.items()}
+    return {name: last_logits(model, tokens).argmax(-1) for name, (tokens, _) in families.items()}
 
 
 def mistakes(model, families: dict, limit: int = 20, predictions: dict = None) -> list:

@@ -42,10 +42,10 @@ def test_dataset_format():
 
 @pytest.fixture(scope="module")
 def claims(model, suite):
-    return find_min_claims(model, suite)
+    return find_min_claims(model, suite, task())
 
 
-CLAIMS = ["accuracy", "weakest_family", "errors", "selects", "near_ties", "qk_monotone", "qk_strict", "qk_margin",
+CLAIMS = ["accuracy", "weakest_family", "errors", "proved", "selects", "near_ties", "qk_monotone", "qk_strict", "qk_margin",
           "qk_positions", "ov_diagonal", "ov_copying", "ov_off_by_one", "ablation", "one_hot", "algorithm",
           "faithful_uniform", "faithful_families"]
 
@@ -102,8 +102,8 @@ def test_a_barely_trained_model_fails_claims(tmp_path, suite):
     p = {**hyperparameters(vars(training)), "max_steps": 60, "snapshots": 0, "device": "cpu"}
     young, _ = run_training(task(), p, tmp_path / "young.pt", progress=False)
     small = {name: (x[:2000], y[:2000]) for name, (x, y) in suite.items()}
-    failing = {c.key for c in find_min_claims(young, small)["claims"] if not c.holds}
-    assert {"accuracy", "weakest_family", "algorithm"} <= failing
+    failing = {c.key for c in find_min_claims(young, small, task())["claims"] if not c.holds}
+    assert {"accuracy", "weakest_family", "algorithm", "proved"} <= failing
 
 
 def test_small_training_run_learns(tmp_path):

@@ -14,6 +14,7 @@ from shared.model import Config, Transformer
 from shared.sweep import ROOT, class_count_table, class_counts, counts_sentence, published
 from shared.tasks import evaluation_suite
 from shared.train import evaluate
+from shared.verify import verify
 
 MEDIAN_CASES = [
     (median_selector_model, "selects in layer 1", {"answer_attention": 1.0, "selector_dla": 1.0}),
@@ -119,6 +120,8 @@ def test_published_representatives_are_what_their_summary_says(task):
             assert classify(measures, TASKS[task].MECHANISMS) == cls, (name, seed)
             for key in ("answer_attention", "selector_dla"):  # another machine's floats: a tolerance
                 assert measures[key] == pytest.approx(row[key], abs=0.01), (name, seed, key)
+            if "verified" in row:  # the published verdict on every input is the verifier's on this checkpoint
+                assert verify(model, TASKS[task].task()).status == row["verified"], (name, seed)
 
 
 def test_class_counts_and_the_readme_table():
