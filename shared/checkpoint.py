@@ -3,7 +3,9 @@
 torch.load(weights_only=True) admits only tensors and plain containers, so a checkpoint cannot run code.
 """
 import dataclasses
+import math
 import os
+import pickle
 import tempfile
 from pathlib import Path
 
@@ -13,6 +15,12 @@ from .model import Config, Transformer
 
 FORMAT = "transformer-circuits/1"
 SNAPSHOT_FORMAT = "transformer-circuits-snapshots/1"
+NUMBER = (int, float)
+# What the notebooks and the sweep read from a trained model's metadata: checked in kind wherever present, and
+# required when the caller names the task it expects (load_checkpoint(path, task=...)).
+TRAINED_METADATA = {"task": str, "run_id": str, "train_seconds": NUMBER, "hyperparameters": dict, "history": dict}
+HISTORY = {"step": list, "train_loss": list, "eval_loss": list, "eval_accuracy": list, "seconds": list,
+           "stopped_at": int}
 
 
 class CheckpointError(ValueError):
@@ -51,9 +59,13 @@ def read_checkpoint(path, fmt=FORMAT, entries=(("config", dict), ("state_dict", 
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated zip, random bytes, pickled code refused by weights_only ...
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path}: not a readable checkpoint ({reason[:200]})") from None
+    except pickle.UnpicklingError as e:
+        if "GLOBAL" in str(e):  # an object to construct by importing code; torch's advice would be the unsafe load
+            raise CheckpointError(f"{path}: refused as unsafe: it holds pickled Python objects, and a checkpoint "
+                                  "may hold only tensors and plain containers") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint (not a torch file of tensors)") from None
+    except Exception as e:  # truncated zip, random bytes ...
+        raise CheckpointError(f"{path}: not a readable checkpoint ({_first_line(e)})") from None
     if not isinstance(payload, dict) or payload.get("format") != fmt:
         raise CheckpointError(f"{path}: not a {fmt} file (no matching 'format' entry)")
     for key, kind in entries:
@@ -62,15 +74,59 @@ def read_checkpoint(path, fmt=FORMAT, entries=(("config", dict), ("state_dict", 
     return payload
 
 
+def _first_line(error) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
+
+
+def _kind_error(value, kind) -> bool:
+    """True when value is not of kind (a bool is not a number here)."""
+    return not isinstance(value, kind) or (isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple)
+                                                                                    else (kind,)))
+
+
+def check_metadata(path, metadata: dict, trained: bool):
+    """Every known metadata entry of the right kind (history: lists of numbers, one entry per evaluation);
+    with trained=True every one of them present. CheckpointError names the first that is not."""
+    for key, kind in TRAINED_METADATA.items():
+        if key not in metadata:
+            if trained:
+                raise CheckpointError(f"{path}: metadata has no '{key}' (a trained checkpoint records it)")
+            continue
+        if _kind_error(metadata[key], kind):
+            raise CheckpointError(f"{path}: metadata '{key}' is a {type(metadata[key]).__name__}, expected "
+                                  f"{kind.__name__ if isinstance(kind, type) else 'a number'}")
+    history = metadata.get("history")
+    if history is None:
+        return
+    lengths = set()
+    for key, kind in HISTORY.items():
+        if key not in history:
+            if trained:
+                raise CheckpointError(f"{path}: metadata history has no '{key}'")
+            continue
+        value = history[key]
+        if _kind_error(value, kind) or (kind is list and any(_kind_error(x, NUMBER) or not math.isfinite(x)
+                                                             for x in value)):
+            raise CheckpointError(f"{path}: metadata history '{key}' must be "
+                                  f"{'a list of finite numbers' if kind is list else 'an int'}")
+        if kind is list:
+            lengths.add(len(value))
+    if len(lengths) > 1:
+        raise CheckpointError(f"{path}: metadata history lists differ in length ({sorted(lengths)})")
+
+
 def load_checkpoint(path, device="cpu", task=None, **expected) -> Transformer:
     """The model saved at `path`, in eval mode, with model.cfg and model.metadata restored.
 
-    task: the task the caller expects the checkpoint to be trained for (its metadata["task"]). Keyword
+    task: the task the caller expects the checkpoint to be trained for (its metadata["task"]); its metadata
+    must then hold everything a trained checkpoint records (TRAINED_METADATA, HISTORY). Keyword
     arguments name config fields the caller relies on, e.g. load_checkpoint(p, n_ctx=11, d_vocab=65). A
     checkpoint of another task or with another config raises CheckpointError, as does one whose weights
-    do not fit its own config.
+    do not fit its own config, are not float32 or are not finite.
     """
     payload = read_checkpoint(path)
+    check_metadata(path, payload["metadata"], trained=task is not None)
     if task is not None and payload["metadata"].get("task") != task:
         raise CheckpointError(f"{path}: a checkpoint of task {payload['metadata'].get('task')!r}, "
                               f"expected {task!r}")
@@ -79,8 +135,9 @@ def load_checkpoint(path, device="cpu", task=None, **expected) -> Transformer:
     return model.to(device).eval()
 
 
-def _build(path, config: dict, state: dict, expected: dict) -> Transformer:
-    """The Transformer of `config` holding `state`, after checking both (CheckpointError otherwise)."""
+def _build(path, config: dict, state: dict, expected: dict, dtype=torch.float32) -> Transformer:
+    """The Transformer of `config` holding `state`, after checking both (CheckpointError otherwise): every
+    weight of the config's shape, of `dtype` and finite."""
     known = {f.name for f in dataclasses.fields(Config)}
     unknown = set(config) - known
     if unknown:
@@ -107,6 +164,11 @@ def _build(path, config: dict, state: dict, expected: dict) -> Transformer:
             shape = tuple(tensor.shape) if isinstance(tensor, torch.Tensor) else type(tensor).__name__
             raise CheckpointError(f"{path}: weight {name} has shape {shape}, config implies "
                                   f"{tuple(own[name].shape)}")
+        if tensor.dtype != dtype:
+            raise CheckpointError(f"{path}: weight {name} is {tensor.dtype}, expected {dtype}")
+        bad = (~torch.isfinite(tensor)).sum().item()
+        if bad:
+            raise CheckpointError(f"{path}: weight {name} has {bad} non-finite value(s) (NaN or inf)")
     model.load_state_dict({k: v.float() for k, v in state.items()})
     return model.eval()
 
@@ -133,5 +195,5 @@ def load_snapshots(path, run_id=None, **expected) -> list:
     payload = read_checkpoint(path, SNAPSHOT_FORMAT, (("config", dict), ("steps", list), ("state_dicts", list)))
     if len(payload["steps"]) != len(payload["state_dicts"]):
         raise CheckpointError(f"{path}: {len(payload['steps'])} steps but {len(payload['state_dicts'])} snapshots")
-    return [(step, _build(path, payload["config"], state, expected))
+    return [(step, _build(path, payload["config"], state, expected, dtype=torch.float16))
             for step, state in zip(payload["steps"], payload["state_dicts"])]

@@ -33,14 +33,24 @@ class Config:
     embed_std: Optional[float] = None  # W_E and W_pos's initial std; None: init_scale / sqrt(d_model), as the rest
     seed: int = 0
 
-    def __post_init__(self):
+    def __post_init__(self):  # a checkpoint's config comes through here: every field is checked in kind
+        def positive_int(x):
+            return isinstance(x, int) and not isinstance(x, bool) and x >= 1
+
+        def positive_number(x):
+            return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) and x > 0
+
         for name in ("n_layers", "n_heads", "d_model", "d_head", "n_ctx", "d_vocab", "d_vocab_out"):
-            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+            if not positive_int(getattr(self, name)):
                 raise ValueError(f"Config.{name} must be a positive int, got {getattr(self, name)!r}")
-        if self.d_mlp is not None and (not isinstance(self.d_mlp, int) or self.d_mlp < 1):
+        if self.d_mlp is not None and not positive_int(self.d_mlp):
             raise ValueError(f"Config.d_mlp must be None or a positive int, got {self.d_mlp!r}")
-        if self.embed_std is not None and not self.embed_std > 0:
-            raise ValueError(f"Config.embed_std must be None or > 0, got {self.embed_std!r}")
+        if not positive_number(self.init_scale):
+            raise ValueError(f"Config.init_scale must be a positive finite number, got {self.init_scale!r}")
+        if self.embed_std is not None and not positive_number(self.embed_std):
+            raise ValueError(f"Config.embed_std must be None or a positive finite number, got {self.embed_std!r}")
+        if not (isinstance(self.seed, int) and not isinstance(self.seed, bool) and 0 <= self.seed < 2 ** 63):
+            raise ValueError(f"Config.seed must be an int in 0..2^63-1, got {self.seed!r}")
         if self.act_fn not in ("relu", "gelu"):
             raise ValueError(f"Config.act_fn must be 'relu' or 'gelu', got {self.act_fn!r}")
         if self.normalization_type not in ("LN", None):

@@ -1,5 +1,6 @@
 import dataclasses
 import os
+import re
 
 import pytest
 import torch
@@ -69,7 +70,8 @@ def test_pickled_code_is_never_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "evil.pt"
     torch.save({"format": ckpt.FORMAT, "config": {}, "state_dict": {}, "metadata": {"x": Exploit()}}, path)
-    assert_one_line_error(path, "not a readable checkpoint")
+    message = assert_one_line_error(path, "refused as unsafe: it holds pickled Python objects")
+    assert "weights_only" not in message  # torch's own message suggests the unsafe weights_only=False
     assert not (tmp_path / "exploited").exists()
 
 
@@ -104,3 +106,48 @@ def test_interrupted_save_keeps_previous_file(saved, monkeypatch):
         save_checkpoint(path, Transformer(dataclasses.replace(CFG, seed=9)))
     assert path.read_bytes() == before
     assert os.listdir(path.parent) == ["model.pt"]
+
+
+def resaved(path, tmp_path, name, change):
+    """A copy of the checkpoint at `path` with change(payload) applied."""
+    payload = torch.load(path, weights_only=True)
+    change(payload)
+    out = tmp_path / name
+    torch.save(payload, out)
+    return out
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("d_model", True, "Config.d_model must be a positive int, got True"),
+    ("init_scale", "1.0", "Config.init_scale must be a positive finite number, got '1.0'"),
+    ("init_scale", float("nan"), "Config.init_scale must be a positive finite number"),
+    ("n_heads", 0, "Config.n_heads must be a positive int"),
+    ("d_mlp", 2.5, "Config.d_mlp must be None or a positive int"),
+    ("seed", -1, "Config.seed must be an int"),
+    ("embed_std", "big", "Config.embed_std must be None or a positive finite number"),
+    ("act_fn", "tanh", "Config.act_fn must be 'relu' or 'gelu'"),
+])
+def test_config_of_the_wrong_kind_is_refused(saved, tmp_path, field, value, message):
+    _, path = saved
+    bad = resaved(path, tmp_path, "bad.pt", lambda p: p["config"].update({field: value}))
+    assert_one_line_error(bad, re.escape(message))
+
+
+def test_weights_that_are_not_finite_float32_are_refused(saved, tmp_path):
+    _, path = saved
+    nan = resaved(path, tmp_path, "nan.pt", lambda p: p["state_dict"]["embed.W_E"].fill_(float("nan")))
+    assert_one_line_error(nan, r"weight embed.W_E has 112 non-finite value\(s\)")
+    double = resaved(path, tmp_path, "double.pt", lambda p: p["state_dict"].update(
+        {"unembed.W_U": p["state_dict"]["unembed.W_U"].double()}))
+    assert_one_line_error(double, "weight unembed.W_U is torch.float64, expected torch.float32")
+
+
+def test_metadata_is_checked_in_kind_and_a_trained_checkpoint_must_have_it(saved, tmp_path):
+    _, path = saved
+    assert_one_line_error(path, "metadata has no 'run_id'", task="toy")  # the notebooks read run_id, history, ...
+    wrong = resaved(path, tmp_path, "wrong.pt", lambda p: p["metadata"].update(run_id=7))
+    assert_one_line_error(wrong, "metadata 'run_id' is a int, expected str")
+    history = resaved(path, tmp_path, "history.pt", lambda p: p["metadata"]["history"].update(step=[1, "two"]))
+    assert_one_line_error(history, "metadata history 'step' must be a list of finite numbers")
+    ragged = resaved(path, tmp_path, "ragged.pt", lambda p: p["metadata"]["history"].update(step=[1]))
+    assert_one_line_error(ragged, r"metadata history lists differ in length \(\[1, 2\]\)")
