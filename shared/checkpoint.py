@@ -2,6 +2,7 @@
 
 torch.load(weights_only=True) admits only tensors and plain containers, so a checkpoint cannot run code.
 """
+import contextlib
 import dataclasses
 import math
 import os
@@ -48,7 +49,8 @@ def _atomic_save(path, payload):
         os.chmod(tmp, 0o644)  # mkstemp makes it private; a checkpoint is meant to be shared
         os.replace(tmp, path)
     except BaseException:
-        os.unlink(tmp)
+        with contextlib.suppress(OSError):  # no temporary file outlives its save
+            os.unlink(tmp)
         raise
 
 
@@ -173,6 +175,12 @@ def _build(path, config: dict, state: dict, expected: dict, dtype=torch.float32)
     return model.eval()
 
 
+def snapshots_path(checkpoint_path) -> Path:
+    """Where training keeps the snapshots of the checkpoint at checkpoint_path: beside it, its suffix replaced
+    by .snapshots.pt (model.pt -> model.snapshots.pt, run.ckpt -> run.snapshots.pt)."""
+    return Path(checkpoint_path).with_suffix(".snapshots.pt")
+
+
 def save_snapshots(path, cfg: Config, steps, states, run_id: str = ""):
     """Weights at several training steps, in float16 (half the size; the measures taken on them do not need
     more precision), in one file written atomically. run_id names the run they come from (the checkpoint's
@@ -189,9 +197,13 @@ def load_snapshots(path, run_id=None, **expected) -> list:
 
     run_id (the checkpoint's metadata["run_id"]): refuse, with one line, a missing file or one saved by
     another run, so a notebook never shows an earlier model's history as this one's."""
-    if run_id is not None and (not Path(path).is_file() or read_checkpoint(
-            path, SNAPSHOT_FORMAT, (("steps", list),)).get("run_id") != run_id):
-        raise CheckpointError(f"{path}: no snapshots for this model: train with --snapshots=N")
+    if run_id is not None:
+        if not Path(path).is_file():
+            raise CheckpointError(f"{path}: no snapshots for this model: train with --snapshots=N")
+        theirs = read_checkpoint(path, SNAPSHOT_FORMAT, (("steps", list),)).get("run_id")
+        if theirs != run_id:
+            raise CheckpointError(f"{path}: these snapshots are another run's (run {theirs}, this model is run "
+                                  f"{run_id}): retrain with --snapshots=N to replace them")
     payload = read_checkpoint(path, SNAPSHOT_FORMAT, (("config", dict), ("steps", list), ("state_dicts", list)))
     if len(payload["steps"]) != len(payload["state_dicts"]):
         raise CheckpointError(f"{path}: {len(payload['steps'])} steps but {len(payload['state_dicts'])} snapshots")

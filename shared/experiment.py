@@ -1,21 +1,25 @@
 """What a task's training.py runs once its hyperparameters are settled: build, train, report, save."""
+import contextlib
 import hashlib
+import signal
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import torch
 
-from .checkpoint import save_checkpoint, save_snapshots
+from .checkpoint import save_checkpoint, save_snapshots, snapshots_path
 from .cli import apply_overrides
 from .model import Config, Transformer
 from .tasks import ListTask, accuracy_table, family_accuracies
 from .train import snapshot_schedule, train
 
+SEED_MAX = 2 ** 62  # seeds feed torch.manual_seed with offsets added: this keeps them inside its 64 bits
 CLI_LIMITS = dict(  # passed to shared.cli.apply_overrides by every task's training.py
     zero_ok=("weight_decay", "warmup_steps", "grad_clip", "seed", "snapshots"),
-    at_most={"target_accuracy": 1.0, "min_lr_frac": 1.0},
+    at_most={"target_accuracy": 1.0, "min_lr_frac": 1.0, "seed": SEED_MAX},
     choices={"normalization_type": ("LN", None), "act_fn": ("relu", "gelu"), "device": ("auto", "cpu", "cuda")},
     types={"d_mlp": int, "embed_std": float},
 )
@@ -45,12 +49,20 @@ def held_out(task: ListTask, size: int, seed: int):
 def main(task_factory, g: dict):
     """A task's training.py entry point: apply --name=value overrides to the script's globals `g`, check
     everything that could fail after training, then train and save to `out` (relative to the script's
-    folder). Every refusal is one line on stderr, before anything runs or is written."""
+    folder). Every refusal is one line on stderr, before anything runs or is written. Stopped by SIGINT
+    or SIGTERM, it saves the model reached and exits 128 + the signal's number (130, 143), as a shell would."""
     params = apply_overrides(g, **CLI_LIMITS)
     task = make_task(task_factory, params)
     out_path = Path(g["__file__"]).resolve().parent / params["out"]
     check_writable(out_path)
-    run_training(task, params, out_path)
+    StopSignals().__enter__()  # for the rest of the process: a late signal must not break its exit either
+    _, history = run_training(task, params, out_path)
+    for sig in (signal.SIGINT, signal.SIGTERM):  # saved: nothing is left to stop, and the exit must not break
+        signal.signal(sig, signal.SIG_IGN)
+    if history.get("signal"):
+        raise SystemExit(128 + signal.Signals[history["signal"]].value)
+    if history["saved_to"] != str(out_path):  # saved, but not where asked (the message said where)
+        raise SystemExit(1)
 
 
 def make_task(task_factory, p: dict) -> ListTask:
@@ -110,14 +122,65 @@ def verdict(history, family_accuracy: dict, target) -> str:
             f"report: held-out {held:.2%}, weakest family {weakest} {accuracy:.2%}")
 
 
+class StopSignals:
+    """SIGINT and SIGTERM, while a run trains and saves, ask training to stop (it checks before every step)
+    instead of raising wherever they land: a second Ctrl-C in the accuracy table or in the save cannot lose
+    the model. `received` names the first signal. Only the main thread can take signals; elsewhere this does
+    nothing (the default handlers stay). quiet: record the signals without a word (a sweep's worker, whose
+    sweep says what happens)."""
+
+    def __init__(self, quiet: bool = False):
+        self.received, self.previous, self.quiet = None, {}, quiet
+
+    @staticmethod
+    def active():
+        """The StopSignals whose handler is installed now, or None."""
+        handler = signal.getsignal(signal.SIGINT)
+        owner = getattr(handler, "__self__", None)
+        return owner if isinstance(owner, StopSignals) else None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        name = signal.Signals(signum).name
+        first, self.received = self.received is None, self.received or name
+        if self.quiet:
+            return
+        if first:
+            print(f"\n{name}: stopping after this step; the model reached so far will be saved", file=sys.stderr,
+                  flush=True)
+        else:
+            print(f"{name}: already stopping, the model is being saved", file=sys.stderr, flush=True)
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        return False
+
+
 def run_training(task: ListTask, p: dict, out_path, progress: bool = True):
+    """_run_training under StopSignals (an active one, as in a sweep's worker, is used as it is)."""
+    active = StopSignals.active()
+    with (contextlib.nullcontext(active) if active else StopSignals()) as signals:
+        model, history = _run_training(task, p, out_path, progress, signals)
+    history["signal"] = signals.received
+    return model, history
+
+
+def _run_training(task: ListTask, p: dict, out_path, progress: bool, signals: StopSignals):
     """Train a model for `task` with hyperparameters `p`, print its accuracy per family, save it to out_path.
 
-    Ctrl-C stops training early; the model reached so far is then saved beside out_path as
-    *.interrupted.pt, so the finished checkpoint at out_path is never replaced by a partial one.
+    Ctrl-C or SIGTERM stops training early; the model reached so far is then saved beside out_path as
+    *.interrupted.pt, so the finished checkpoint at out_path is never replaced by a partial one. A signal after
+    training waits for the save (history["signal"] names the first one received).
     With p["snapshots"] = N > 0, weights at about N log-spaced steps (and the last) go to *.snapshots.pt;
     with N = 0 a snapshots file left there by an earlier run is removed. If the checkpoint cannot be
-    written, it goes to the temporary folder and the message says where. Returns (model, history).
+    written (a full disk, a folder no longer writable), it goes to the temporary folder and the message says
+    where; snapshots that cannot be written are reported in one line. Returns (model, history).
     """
     out_path = Path(out_path)
     model = Transformer(model_config(task, p))
@@ -137,7 +200,8 @@ def run_training(task: ListTask, p: dict, out_path, progress: bool = True):
                     min_lr_frac=p["min_lr_frac"], grad_clip=p["grad_clip"], eval_every=p["eval_every"],
                     target_accuracy=p["target_accuracy"], seed=p["seed"], device=p["device"],
                     progress=progress, stop_families=stop_families(task),
-                    snapshot_steps=snapshot_schedule(p["max_steps"], p.get("snapshots", 0)), on_snapshot=keep)
+                    snapshot_steps=snapshot_schedule(p["max_steps"], p.get("snapshots", 0)), on_snapshot=keep,
+                    stop_requested=lambda: signals.received is not None)
     interrupted = history["interrupted"]
     if interrupted:
         out_path = out_path.with_suffix(".interrupted.pt")
@@ -151,27 +215,48 @@ def run_training(task: ListTask, p: dict, out_path, progress: bool = True):
     metadata = dict(task=task.name, hyperparameters=p, history=history, train_seconds=seconds,
                     family_accuracy=accuracies, run_id=identity)
     out_path = _save_somewhere(out_path, lambda path: save_checkpoint(path, model, **metadata))
+    history["saved_to"] = str(out_path)
     print(f"{'interrupted after' if interrupted else 'trained in'} {seconds:.1f} s; saved {out_path}")
-    snapshot_path = out_path.with_suffix(".snapshots.pt")
-    if p.get("snapshots"):
-        if not steps or steps[-1] != history["stopped_at"]:
-            keep(history["stopped_at"], model)
-        save_snapshots(snapshot_path, model.cfg, steps, states, run_id=identity)
-        print(f"saved {len(steps)} snapshots (steps {steps[0]}..{steps[-1]}) to {snapshot_path}")
-    elif snapshot_path.exists():
-        snapshot_path.unlink()  # an earlier run's history must not pass for this model's
-        print(f"removed {snapshot_path} (an earlier run's snapshots; train with --snapshots=N to keep some)")
+    snapshot_path = snapshots_path(out_path)
+    try:
+        if p.get("snapshots"):
+            if not steps or steps[-1] != history["stopped_at"]:
+                keep(history["stopped_at"], model)
+            save_snapshots(snapshot_path, model.cfg, steps, states, run_id=identity)
+            print(f"saved {len(steps)} snapshots (steps {steps[0]}..{steps[-1]}) to {snapshot_path}")
+        elif snapshot_path.exists():
+            snapshot_path.unlink()  # an earlier run's history must not pass for this model's
+            print(f"removed {snapshot_path} (an earlier run's snapshots; train with --snapshots=N to keep some)")
+    except (OSError, RuntimeError) as e:
+        print(f"could not write the snapshots to {snapshot_path} ({save_error_reason(e)}); the model itself is "
+              f"saved at {out_path}", file=sys.stderr)
     print(verdict(history, accuracies, p["target_accuracy"]))
     return model, history
 
 
+def save_error_reason(error) -> str:
+    """The OS's reason for a failed save: torch reports a full disk as a RuntimeError whose cause is the OSError."""
+    seen = error
+    while seen is not None:
+        if isinstance(seen, OSError):
+            return seen.strerror or str(seen)
+        seen = seen.__cause__ or seen.__context__
+    return str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+
+
 def _save_somewhere(out_path, save):
-    """save(out_path), or, if that fails, save into the temporary folder: a trained model is never lost."""
+    """save(out_path), or, if that fails, save into the temporary folder: a trained model is never lost while
+    any disk can take it. Failing both, one line (SystemExit) says why."""
     try:
         save(out_path)
         return out_path
-    except OSError as e:
+    except (OSError, RuntimeError) as e:
+        reason = save_error_reason(e)
+    try:
         fallback = Path(tempfile.mkdtemp(prefix="transformer-circuits-")) / out_path.name
         save(fallback)
-        print(f"could not write {out_path} ({e.strerror or e}); saved to {fallback} instead", file=sys.stderr)
-        return fallback
+    except (OSError, RuntimeError) as e:
+        raise SystemExit(f"error: could not save the model to {out_path} ({reason}) nor to the temporary folder "
+                         f"({save_error_reason(e)})") from None
+    print(f"could not write {out_path} ({reason}); saved to {fallback} instead", file=sys.stderr)
+    return fallback

@@ -11,9 +11,14 @@ the summary goes to summary.csv beside them and is printed as a markdown table, 
 class (shared.mechanisms and the task's MECHANISMS); --publish copies the summary and the lowest seed of each
 class to <task>/across_seeds/, which the notebooks and tests read. A seed whose checkpoint is
 already there with the same hyperparameters is not retrained, so an interrupted sweep resumes where it
-stopped, and `--seeds=k` alone is one job of a cluster array. Only the hyperparameters are compared: after a
-code change that alters training (the data mix, the initialisation), sweep under a new --name or delete the
-folder.
+stopped, and `--seeds=k` alone is one job of a cluster array. A folder holding seeds of other hyperparameters
+is refused unless --replace is given. Only the hyperparameters are compared: after a code change that alters
+training (the data mix, the initialisation), sweep under a new --name or delete the folder.
+
+Ctrl-C or SIGTERM stops the sweep within seconds: queued seeds are cancelled, running ones save the model they
+reached as seed<k>.interrupted.pt, the workers exit, and the exit status is 130 or 143. Each seed is claimed
+with a lock file (seed<k>.lock, holding the sweep's pid), so two sweeps on one folder never train the same seed:
+the second skips it and waits for it before its summary.
 """
 import contextlib
 import csv
@@ -22,7 +27,11 @@ import multiprocessing
 import os
 import re
 import shutil
+import signal
 import sys
+import tempfile
+import threading
+import time
 from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -32,7 +41,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import CheckpointError, load_checkpoint
 from .cli import apply_overrides, hyperparameters
-from .experiment import CLI_LIMITS, check_writable, make_task
+from .experiment import CLI_LIMITS, SEED_MAX, StopSignals, check_writable, make_task
 from .mechanisms import classify, measures_on
 from .tasks import evaluation_suite, family_accuracies
 from .verify import verify
@@ -44,8 +53,12 @@ PUBLISHED = "across_seeds"  # <task>/across_seeds/: the committed summaries and 
 NOT_OVERRIDABLE = ("seed", "out", "snapshots", "device")  # set by the sweep itself
 
 
+MAX_SEEDS = 1000  # in one sweep; a larger study runs one sweep per seed as a cluster array
+
+
 def parse_seeds(text: str) -> list:
-    """'0-19', '3', '0,2,5-7' -> sorted distinct seeds; anything else raises ValueError."""
+    """'0-19', '3', '0,2,5-7' -> sorted distinct seeds; anything else (or more than MAX_SEEDS seeds, or a seed
+    above SEED_MAX) raises ValueError."""
     seeds = set()
     for part in text.split(","):
         match = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
@@ -54,6 +67,11 @@ def parse_seeds(text: str) -> list:
         low, high = int(match[1]), int(match[2] if match[2] is not None else match[1])
         if high < low:
             raise ValueError(f"--seeds={text}: empty range {low}-{high}")
+        if high > SEED_MAX:
+            raise ValueError(f"--seeds={text}: a seed above {SEED_MAX}")
+        if high - low + 1 > MAX_SEEDS or len(seeds) + high - low + 1 > MAX_SEEDS:
+            raise ValueError(f"--seeds={text}: more than {MAX_SEEDS:,} seeds in one sweep; split the range, or run one "
+                             "sweep per seed (a cluster array)")
         seeds.update(range(low, high + 1))
     return sorted(seeds)
 
@@ -69,8 +87,8 @@ def parse_args(argv):
     own, overrides = {}, []
     for arg in rest:
         name = arg[2:].split("=", 1)[0] if arg.startswith("--") else None
-        if arg == "--publish":
-            own["publish"] = True
+        if arg in ("--publish", "--replace"):
+            own[arg[2:]] = True
         elif name in SWEEP_OPTIONS and "=" in arg:
             own[name] = arg.split("=", 1)[1]
         elif name in NOT_OVERRIDABLE:
@@ -88,8 +106,8 @@ def parse_args(argv):
         raise SystemExit(f"error: --jobs={jobs}: expected an integer >= 1")
     name = own.get("name") or ("default" if not overrides else
                                "_".join(a[2:].replace("=", "-") for a in overrides))
-    if not re.fullmatch(r"[\w.+-]+", name):
-        raise SystemExit(f"error: --name={name}: use letters, digits, '.', '_', '+' and '-'")
+    if not re.fullmatch(r"[\w+-][\w.+-]*", name):  # a leading '.' could name the folder itself ('..') or hide it
+        raise SystemExit(f"error: --name={name}: use letters, digits, '.', '_', '+' and '-', not starting with '.'")
     module = importlib.import_module(f"{task}.training")
     g = dict(hyperparameters(vars(module)))
     params = apply_overrides(g, overrides, **CLI_LIMITS)
@@ -98,6 +116,10 @@ def parse_args(argv):
     check_writable(folder / "summary.csv")
     if own.get("publish"):
         check_writable(ROOT / task / PUBLISHED / f"{name}.csv")
+    other = None if own.get("replace") else other_recipe(folder, params)
+    if other:
+        raise SystemExit(f"error: {folder} holds seeds of another recipe ({other}); sweep under another --name, or "
+                         "add --replace to retrain them with this one")
     return task, seeds, int(jobs), folder, params, name if own.get("publish") else None
 
 
@@ -110,18 +132,97 @@ def _same_recipe(path: Path, params: dict) -> bool:
     return all(saved.get(k) == v for k, v in params.items() if k not in NOT_OVERRIDABLE)
 
 
-def _init_worker(threads):
+def other_recipe(folder: Path, params: dict):
+    """The first finished seed in `folder` trained with other hyperparameters than `params`, as a short
+    description ('seed3.pt: lr=0.003 there, 0.01 here'), or None."""
+    for path in sorted(Path(folder).glob("seed*.pt")):
+        if path.name.endswith(".interrupted.pt"):
+            continue
+        try:
+            saved = load_checkpoint(path).metadata.get("hyperparameters", {})
+        except CheckpointError:
+            continue  # unreadable: retrained like any missing seed
+        differ = [f"{k}={saved.get(k)!r} there, {v!r} here" for k, v in params.items()
+                  if k not in NOT_OVERRIDABLE and saved.get(k) != v]
+        if differ:
+            return f"{path.name}: " + ", ".join(differ[:3])
+    return None
+
+
+# ------------------------------------------------------------------------------------------------ the workers
+_WORKER_SIGNALS = None  # a worker's StopSignals: SIGINT and SIGTERM stop its seed's training, which then saves
+
+
+def _init_worker(threads, parent):
+    """A worker takes SIGINT and SIGTERM as requests to stop (its sweep decides the rest), and ends itself if its
+    sweep dies without telling it, rather than training or idling on as an orphan."""
+    global _WORKER_SIGNALS
     torch.set_num_threads(threads)
+    _WORKER_SIGNALS = StopSignals(quiet=True).__enter__()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(1)
+        os.kill(os.getpid(), signal.SIGTERM)  # a seed in training stops and saves what it reached
+        time.sleep(10)  # time to save; then end even if the result cannot reach the dead sweep
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def _train_seed(task_name, params, path):
-    """One seed in a worker process; what training prints goes to seed<k>.log beside its checkpoint."""
+    """One seed in a worker process; what training prints goes to seed<k>.log beside its checkpoint. Returns the
+    signal that stopped it, or None (a worker already asked to stop trains nothing)."""
     from .experiment import run_training
+    if _WORKER_SIGNALS is not None and _WORKER_SIGNALS.received:
+        return _WORKER_SIGNALS.received
     task = importlib.import_module(f"{task_name}.dataset").task(params["n"], params["V"])
     with open(Path(path).with_suffix(".log"), "w") as log, contextlib.redirect_stdout(log), \
             contextlib.redirect_stderr(log):
-        run_training(task, params, path, progress=False)
-    return str(path)
+        _, history = run_training(task, params, path, progress=False)
+    return history["signal"]
+
+
+# ------------------------------------------------------------------------------------------- claiming seeds
+def _holder(lock: Path):
+    """The pid of the live process that holds a seed's lock file, or None (no lock, or its process is gone)."""
+    try:
+        pid = int(lock.read_text().strip() or 0)
+    except (OSError, ValueError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        pass  # alive, another user's
+    return pid
+
+
+def claim(path: Path) -> bool:
+    """Claim a seed for this process: create seed<k>.lock holding its pid, atomically (O_EXCL). False when a
+    live process holds it; a lock left by a dead one is taken over."""
+    lock = path.with_suffix(".lock")
+    for _ in range(3):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            if _holder(lock) is not None:
+                return False
+            with contextlib.suppress(OSError):
+                lock.unlink()  # stale: the sweep that held it is gone
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(os.getpid()))
+        return True
+    return False
+
+
+def release(path: Path):
+    lock = path.with_suffix(".lock")
+    if _holder(lock) == os.getpid():
+        with contextlib.suppress(OSError):
+            lock.unlink()
 
 
 def summary_row(task_name: str, seed: int, path: Path) -> dict:
@@ -151,13 +252,21 @@ def summary_row(task_name: str, seed: int, path: Path) -> dict:
 
 
 def write_csv(path: Path, rows: list):
+    """Atomically, through a temporary file of this call's own: concurrent writers never see each other's
+    halves, and a reader sees the old file or the new one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def read_csv(path: Path) -> list:
@@ -275,39 +384,114 @@ def markdown(rows: list) -> str:
     return "\n".join(lines)
 
 
+class SweepInterrupted(Exception):
+    """The sweep stopped on a signal; args: (signal name, seeds finished, seeds in the sweep)."""
+
+
 def run_sweep(task: str, seeds, jobs: int, folder: Path, params: dict, progress: bool = True) -> list:
-    """Train every seed not already done (jobs at a time), then summarise all of them; returns the rows."""
+    """Train every seed not already done (jobs at a time), then summarise all of them; returns the rows.
+
+    Each seed is claimed with a lock file first, so a second sweep on the same folder skips the seeds this one
+    trains (and waits for them before its summary). SIGINT or SIGTERM stops the sweep: queued seeds are
+    cancelled, running ones stop and save the model they reached (seed<k>.interrupted.pt), the workers exit,
+    and SweepInterrupted is raised."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = {seed: folder / f"seed{seed}.pt" for seed in seeds}
     todo = [seed for seed in seeds if not _same_recipe(paths[seed], params)]
     if len(todo) < len(seeds):
         print(f"{len(seeds) - len(todo)} seed(s) already trained with this recipe in {folder}: kept")
+    mine = [seed for seed in todo if claim(paths[seed])]
+    elsewhere = [seed for seed in todo if seed not in mine]
+    if elsewhere:
+        print(f"seed(s) {', '.join(map(str, elsewhere))} are being trained by another sweep on {folder}: skipped "
+              "here (this sweep waits for them before its summary)")
+    try:
+        finished = _train_seeds(task, mine, jobs, paths, params, progress)
+        _wait_for(elsewhere, paths)
+    finally:
+        for seed in mine:
+            release(paths[seed])
+    done = [seed for seed in seeds if _same_recipe(paths[seed], params)]
+    if len(done) < len(seeds):
+        print(f"seed(s) {', '.join(str(s) for s in seeds if s not in done)} have no finished checkpoint "
+              "(stopped in another sweep?): left out of the summary")
+    rows = [summary_row(task, seed, paths[seed]) for seed in done]
+    if rows:
+        write_csv(folder / "summary.csv", rows)
+    return rows
+
+
+def _train_seeds(task, todo, jobs, paths, params, progress) -> int:
     cores = os.cpu_count() or 1
     jobs = min(jobs, cores, max(1, len(todo)))  # more processes than cores would only share them
     threads = max(1, cores // jobs)
-    bar = tqdm(total=len(todo), desc=f"{task} sweep {folder.name}", disable=not progress)
+    bar = tqdm(total=len(todo), desc=f"{task} sweep {paths[todo[0]].parent.name if todo else ''}",
+               disable=not progress or not todo)
+    stop = {"signal": None}
+
+    def handle(signum, frame):
+        if stop["signal"] is None:
+            stop["signal"] = signal.Signals(signum).name
+            raise SweepInterrupted()
+        print(f"{signal.Signals(signum).name}: already stopping", file=sys.stderr, flush=True)
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    finished = 0
+    # spawn, not fork: a forked child can hang on the parent's OpenMP thread pool
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_init_worker, initargs=(threads, os.getpid()))
+    futures = {}
     try:
-        # spawn, not fork: a forked child can hang on the parent's OpenMP thread pool
-        with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                                 initializer=_init_worker, initargs=(threads,)) as pool:
-            futures = {pool.submit(_train_seed, task, {**params, "seed": seed, "snapshots": 0, "device": "cpu"},
-                                   paths[seed]): seed for seed in todo}
-            for future in as_completed(futures):
-                future.result()
-                bar.update()
+        futures = {pool.submit(_train_seed, task, {**params, "seed": seed, "snapshots": 0, "device": "cpu"},
+                               paths[seed]): seed for seed in todo}
+        for future in as_completed(futures):
+            stopped_by = future.result()
+            if stopped_by:  # a worker was signalled on its own: the sweep stops too
+                stop["signal"] = stopped_by
+                raise SweepInterrupted()
+            finished += 1
+            bar.update()
+    except SweepInterrupted:
+        running = sum(f.running() for f in futures)
+        for future in futures:
+            future.cancel()
+        print(f"\n{stop['signal']}: stopping the sweep: {running} running seed(s) save the model they reached as "
+              "seed<k>.interrupted.pt; queued seeds cancelled", file=sys.stderr, flush=True)
+        for child in multiprocessing.active_children():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child.pid, signal.Signals[stop["signal"]])
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise SweepInterrupted(stop["signal"], finished, len(todo)) from None
     finally:
+        pool.shutdown(wait=True, cancel_futures=True)
         bar.close()
-    rows = [summary_row(task, seed, paths[seed]) for seed in seeds]
-    write_csv(folder / "summary.csv", rows)
-    return rows
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return finished
+
+
+def _wait_for(seeds, paths):
+    """Wait until no live process holds these seeds' locks (another sweep training them)."""
+    waiting = [seed for seed in seeds if _holder(paths[seed].with_suffix(".lock")) is not None]
+    if waiting:
+        print(f"waiting for seed(s) {', '.join(map(str, waiting))}, which another sweep is training", flush=True)
+    while any(_holder(paths[seed].with_suffix(".lock")) is not None for seed in waiting):
+        time.sleep(0.5)
 
 
 def main(argv=None):
     task, seeds, jobs, folder, params, published = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         rows = run_sweep(task, seeds, jobs, folder, params)
-    except KeyboardInterrupt:
-        raise SystemExit("interrupted: finished seeds are saved; run the same command again to train the rest")
+    except KeyboardInterrupt:  # Ctrl-C outside training (the summary): every finished seed is already saved
+        raise SystemExit("interrupted: every finished seed is saved; run the same command again for the summary")
+    except SweepInterrupted as stopped:
+        name, finished, total = stopped.args
+        print(f"interrupted by {name}: {finished} of {total} seed(s) finished and saved; run the same command again "
+              "to train the rest", file=sys.stderr)
+        raise SystemExit(128 + signal.Signals[name].value) from None
+    if not rows:
+        raise SystemExit("error: no seed finished: nothing to summarise")
     print(markdown(rows))
     reached = sum(r["target reached"] for r in rows)
     print(f"{reached}/{len(rows)} seeds reached the target; summary: {folder / 'summary.csv'}")

@@ -59,14 +59,15 @@ def train(model, sample_batch: Callable, eval_tokens, eval_targets, *, max_steps
           lr: float, weight_decay: float = 0.0, warmup_steps: int = 0, min_lr_frac: float = 0.1,
           grad_clip: float = 1.0, eval_every: int = 200, target_accuracy: Optional[float] = None,
           seed: int = 0, device: str = "auto", progress: bool = True, stop_families: Optional[dict] = None,
-          snapshot_steps: Sequence[int] = (), on_snapshot: Optional[Callable] = None) -> dict:
+          snapshot_steps: Sequence[int] = (), on_snapshot: Optional[Callable] = None,
+          stop_requested: Optional[Callable] = None) -> dict:
     """Train `model` in place on batches from sample_batch(batch_size, generator) -> (tokens, targets).
 
     Evaluates on the fixed held-out set every `eval_every` steps (and at the end). Stops early once the
     held-out accuracy reaches `target_accuracy` and so does every family of `stop_families` ({name:
     (tokens, targets)}, checked only then): a model right on the training mixture can still fail a family
-    such as near ties. Calls on_snapshot(step, model) at each of `snapshot_steps`. Ctrl-C ends training
-    early without losing the model. Returns the history: lists `step, train_loss, eval_loss,
+    such as near ties. Calls on_snapshot(step, model) at each of `snapshot_steps`. Ctrl-C, or
+    stop_requested() turning true (checked before every step), ends training early without losing the model. Returns the history: lists `step, train_loss, eval_loss,
     eval_accuracy, seconds` (one entry per evaluation), plus `stopped_at`, `interrupted` and
     `target_reached` (the step at which the target was met, or None).
     """
@@ -106,6 +107,9 @@ def train(model, sample_batch: Callable, eval_tokens, eval_targets, *, max_steps
     step, interrupted = 0, False
     try:
         for step in bar:
+            if stop_requested is not None and stop_requested():
+                step, interrupted = step - 1, True
+                break
             for group in opt.param_groups:
                 group["lr"] = lr_at(step - 1, lr, warmup_steps, max_steps, min_lr_frac)
             tokens, targets = sample_batch(batch_size, gen)

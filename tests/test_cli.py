@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def defaults():
     return dict(n_layers=1, lr=1e-3, batch_size=64, weight_decay=0.0, d_mlp=None, normalization_type=None,
-                act_fn="relu", compile=False, out="m.pt", target_accuracy=0.99, _private=3, Path=Path)
+                act_fn="relu", compile=False, out="m.pt", target_accuracy=0.99, seed=0, _private=3, Path=Path)
 
 
 def test_overrides_are_typed():
@@ -39,6 +39,7 @@ def test_overrides_are_typed():
     ("--compile=maybe", "expected true or false"),
     ("--no_such_option=3", "--no_such_option: unknown option; known: n_layers, lr"),
     ("lr=3", "expected --name=value"),
+    ("--seed=12345678901234567890", "--seed=12345678901234567890: expected an integer >= 0 and <= 4611686018427387904"),
 ])
 def test_bad_values_exit_with_one_line(arg, message):
     with pytest.raises(SystemExit) as info:

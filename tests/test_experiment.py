@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from find_min.dataset import task as min_task
-from shared import CheckpointError, load_checkpoint, load_snapshots
+from shared import CheckpointError, load_checkpoint, load_snapshots, snapshots_path
 from shared.experiment import run_training
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,7 +46,8 @@ def test_snapshots_belong_to_their_model(tmp_path, capsys):
     assert len(load_snapshots(tmp_path / "model.snapshots.pt", run_id=first.metadata["run_id"])) >= 4
     # another run, also with snapshots: the first run's id no longer matches the file
     run_training(T, {**TINY, "seed": 1}, out, progress=False)
-    with pytest.raises(CheckpointError, match="no snapshots for this model: train with --snapshots=N"):
+    with pytest.raises(CheckpointError, match=r"these snapshots are another run's \(run \w+, this model is run "
+                       + first.metadata["run_id"] + r"\): retrain with --snapshots=N to replace them"):
         load_snapshots(tmp_path / "model.snapshots.pt", run_id=first.metadata["run_id"])
     # a run without snapshots removes the stale file
     run_training(T, {**TINY, "seed": 2, "snapshots": 0}, out, progress=False)
@@ -77,3 +78,12 @@ def test_verdict_when_the_target_is_missed(tmp_path, capsys):
     run_training(min_task(n=4, V=16), {**TINY, "snapshots": 0, "max_steps": 20}, tmp_path / "m.pt", progress=False)
     line = capsys.readouterr().out.strip().splitlines()[-1]
     assert line.startswith("target not reached by max_steps=20") and "weakest family" in line
+
+
+def test_snapshots_go_beside_any_checkpoint_name(tmp_path):
+    """The notebooks and training agree on the snapshots' file, whatever the folder or the suffix is called."""
+    out = tmp_path / "x.pt.d" / "run.ckpt"
+    run_training(min_task(n=4, V=16), {**TINY, "max_steps": 20}, out, progress=False)
+    assert snapshots_path(out) == tmp_path / "x.pt.d" / "run.snapshots.pt"
+    run_id = load_checkpoint(out).metadata["run_id"]
+    assert len(load_snapshots(snapshots_path(out), run_id=run_id)) >= 2

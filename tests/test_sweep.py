@@ -48,6 +48,8 @@ def test_two_seeds_two_jobs_then_resume(tmp_path):
     (["find_min", "--seeds=0", "--seed=3"], "set by the sweep"),
     (["find_min", "--seeds=0", "--jobs=0"], "--jobs=0"),
     (["find_median", "--seeds=0", "--n=4"], "odd list length"),
+    (["find_min", "--seeds=0-100000"], "more than 1,000 seeds in one sweep"),
+    (["find_min", "--seeds=0", "--name=.."], "--name=..: use letters, digits"),
 ])
 def test_bad_input_is_refused_with_one_line(args, message, tmp_path):
     run = sweep(*args, f"--folder={tmp_path / 'out'}", timeout=120)

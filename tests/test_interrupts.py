@@ -1,0 +1,202 @@
+"""Nothing is lost, whatever stops a run: real signals sent to real training and sweep processes, full and
+read-only filesystems (tmpfs mounts, skipped where mounting is not permitted), two sweeps on one folder."""
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from shared import load_checkpoint
+from shared.sweep import load_summary, write_csv
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY = ["--n=4", "--V=16", "--d_model=16", "--d_head=16", "--batch_size=64", "--eval_size=256"]
+ENDLESS = TINY + ["--max_steps=1000000", "--eval_every=1000000"]  # trains until stopped
+ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+def start_training(*args, cwd):
+    process = subprocess.Popen([sys.executable, str(ROOT / "find_min/training.py"), *args], cwd=cwd, env=ENV,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in process.stdout:  # "find_min: n=4, V=16, ... parameters" comes just before the first step
+        if "parameters" in line:
+            break
+    time.sleep(0.5)
+    return process
+
+
+def finish(process, timeout=60):
+    out, err = process.communicate(timeout=timeout)
+    assert "Traceback" not in err, err[-3000:]
+    return out, err
+
+
+def leftovers(folder):
+    return [p.name for p in Path(folder).rglob(".*.tmp")]
+
+
+def test_sigterm_saves_like_ctrl_c(tmp_path):
+    process = start_training(*ENDLESS, "--snapshots=4", f"--out={tmp_path / 'm.pt'}", cwd=tmp_path)
+    process.send_signal(signal.SIGTERM)
+    out, err = finish(process)
+    assert process.returncode == 143 and "SIGTERM: stopping" in err  # a scheduler sees it
+    assert not (tmp_path / "m.pt").exists() and load_checkpoint(tmp_path / "m.interrupted.pt").metadata["history"][
+        "interrupted"]
+    assert "interrupted after" in out and not leftovers(tmp_path)
+
+
+def test_ctrl_c_again_and_again_keeps_the_model(tmp_path):
+    process = start_training(*ENDLESS, "--snapshots=0", f"--out={tmp_path / 'm.pt'}", cwd=tmp_path)
+    for _ in range(4):  # the later ones land in the accuracy table and in the save
+        process.send_signal(signal.SIGINT)
+        time.sleep(0.2)
+    out, err = finish(process)
+    assert process.returncode == 130 and "already stopping, the model is being saved" in err
+    assert load_checkpoint(tmp_path / "m.interrupted.pt", task="find_min") and not leftovers(tmp_path)
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """mount(size) -> a folder on a tmpfs of that many bytes; skipped where this process may not mount."""
+    mounted = []
+
+    def mount(size, name="disk"):
+        folder = tmp_path / name
+        folder.mkdir()
+        run = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                             capture_output=True, text=True)
+        if run.returncode:
+            pytest.skip(f"cannot mount a tmpfs here ({run.stderr.strip() or 'mount failed'})")
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in mounted:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+def saved_instead(err):
+    """The fallback path from 'could not write X (reason); saved to Y instead'."""
+    line = next(line for line in err.splitlines() if line.startswith("could not write "))
+    return Path(line.split("; saved to ")[1].split(" instead")[0])
+
+
+def test_a_full_disk_sends_the_model_to_the_temporary_folder(tmpfs, tmp_path):
+    disk = tmpfs("64k")  # the checkpoint (~30 KB of weights plus torch's zip) does not fit
+    run = subprocess.run([sys.executable, str(ROOT / "find_min/training.py"), *TINY, "--d_model=64", "--d_head=64",
+                          "--max_steps=60", "--eval_every=20", "--snapshots=0", f"--out={disk / 'm.pt'}"],
+                         capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in run.stderr, run.stderr[-3000:]
+    assert run.returncode == 1 and "(No space left on device)" in run.stderr
+    fallback = saved_instead(run.stderr)
+    assert load_checkpoint(fallback, task="find_min") and not leftovers(disk) and not (disk / "m.pt").exists()
+
+
+def test_snapshots_that_do_not_fit_still_leave_the_model_and_the_verdict(tmpfs):
+    disk = tmpfs("300k")  # room for the checkpoint, not for 24 snapshots
+    run = subprocess.run([sys.executable, str(ROOT / "find_min/training.py"), *TINY, "--d_model=64", "--d_head=64",
+                          "--max_steps=200", "--eval_every=100", "--snapshots=24", f"--out={disk / 'm.pt'}"],
+                         capture_output=True, text=True, timeout=120)
+    assert "Traceback" not in run.stderr, run.stderr[-3000:]
+    assert run.returncode == 0 and "could not write the snapshots to" in run.stderr
+    assert run.stdout.strip().splitlines()[-1].startswith("target ")  # the verdict line
+    assert load_checkpoint(disk / "m.pt", task="find_min") and not leftovers(disk)
+
+
+def test_a_folder_that_stops_being_writable(tmpfs):
+    disk = tmpfs("10m")
+    process = start_training(*ENDLESS, "--snapshots=0", f"--out={disk / 'm.pt'}", cwd=disk.parent)
+    subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+    process.send_signal(signal.SIGINT)
+    out, err = finish(process)
+    assert process.returncode == 130 and "(Read-only file system)" in err
+    assert load_checkpoint(saved_instead(err)).metadata["history"]["interrupted"]
+
+
+# ----------------------------------------------------------------------------------------------------- sweeps
+def sweep(*args, folder):
+    return subprocess.Popen([sys.executable, "-m", "shared.sweep", "find_min", *args, f"--folder={folder}"],
+                            cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def children(pid):
+    found = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found |= {int(c) for c in (task / "children").read_text().split()}
+    return found
+
+
+def alive(pid):
+    try:
+        state = Path(f"/proc/{pid}/status").read_text().split("State:")[1].split()[0]
+    except (FileNotFoundError, IndexError):
+        return False
+    return state != "Z"
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_a_signal_stops_the_sweep_and_its_workers(tmp_path, sig, code):
+    process = sweep("--seeds=0-3", "--jobs=2", *ENDLESS, folder=tmp_path)
+    deadline = time.time() + 60
+    while not all((tmp_path / f"seed{k}.log").exists() for k in (0, 1)):
+        assert time.time() < deadline and process.poll() is None, process.communicate()
+        time.sleep(0.2)
+    time.sleep(1.0)
+    workers = children(process.pid)
+    start = time.time()
+    process.send_signal(sig)
+    out, err = finish(process, timeout=60)
+    assert time.time() - start < 20 and process.returncode == code
+    assert "run the same command again" in err and "queued seeds cancelled" in err
+    assert {p.name for p in tmp_path.glob("*.pt")} == {"seed0.interrupted.pt", "seed1.interrupted.pt"}
+    assert not list(tmp_path.glob("*.lock")) and not any(alive(pid) for pid in workers)
+
+
+def test_two_sweeps_on_one_folder_never_train_the_same_seed(tmp_path):
+    recipe = TINY + ["--max_steps=400", "--eval_every=400"]
+    first = sweep("--seeds=0-1", "--jobs=1", *recipe, folder=tmp_path)
+    while not (tmp_path / "seed0.lock").exists():
+        time.sleep(0.1)
+    second = sweep("--seeds=0-1", "--jobs=1", *recipe, folder=tmp_path)
+    (out1, _), (out2, err2) = finish(first, 120), finish(second, 120)
+    assert first.returncode == 0 and second.returncode == 0, err2
+    assert "are being trained by another sweep" in out2 and "waiting for seed(s)" in out2
+    assert "find_min sweep" not in err2  # the second trained nothing
+    assert load_summary(tmp_path / "summary.csv")[1]["seed"] == 1 and not list(tmp_path.glob("*.lock"))
+
+
+def test_another_recipe_in_the_folder_is_refused_unless_replaced(tmp_path):
+    from find_min import training
+    from find_min.dataset import task
+    from shared.cli import apply_overrides, hyperparameters
+    from shared.experiment import CLI_LIMITS, run_training
+    from shared.sweep import parse_args
+    params = apply_overrides(hyperparameters(vars(training)), TINY + ["--max_steps=50"], **CLI_LIMITS)
+    run_training(task(4, 16), {**params, "snapshots": 0, "device": "cpu"}, tmp_path / "seed0.pt", progress=False)
+    with pytest.raises(SystemExit, match=r"holds seeds of another recipe \(seed0.pt: lr=0.003 there, 0.01 here\)"):
+        parse_args(["find_min", "--seeds=0", *TINY, "--max_steps=50", "--lr=0.01", f"--folder={tmp_path}"])
+    assert parse_args(["find_min", "--seeds=0", *TINY, "--max_steps=50", "--lr=0.01", "--replace",
+                       f"--folder={tmp_path}"])[3] == tmp_path
+
+
+def test_the_summary_is_written_atomically_by_concurrent_writers(tmp_path):
+    path, errors = tmp_path / "summary.csv", []
+    rows = [{"seed": k, "value": "x" * 2000} for k in range(50)]
+
+    def write():
+        try:
+            for _ in range(20):
+                write_csv(path, rows)
+        except Exception as e:  # the old fixed temporary name: FileNotFoundError
+            errors.append(e)
+
+    threads = [threading.Thread(target=write) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors and len(load_summary(path)) == 50 and not leftovers(tmp_path)
