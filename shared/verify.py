@@ -172,12 +172,14 @@ def float32_slack(model, n: int, terms: dict = None):
 
 
 # ---------------------------------------------------------------------------------------- worst cases per head
-def _worst_lists(weight, value, m: int, k: int, n: int, lam):
+def _worst_lists(weight, value, m: int, k: int, n: int, lam, cost=None):
     """For every (q, j): the list with answer m (the k-th smallest), m at position q, that minimises
     sum_i weight[q, i, x_i] (value[j, i, x_i] - lam[q, j]) over positions 0..n-1 and SEP (row n, column 0).
-    weight [n, n + 1, V] (a scale per q), value [J, n + 1, V], lam [n, J]. Returns (minimum, lists [n, J, n])."""
+    weight [n, n + 1, V] (a scale per q), value [J, n + 1, V], lam [n, J]; cost: a buffer [n, J, n + 1, V] to
+    reuse (allocating megabytes per call was most of the run time). Returns (minimum, lists [n, J, n])."""
     V, J = weight.shape[-1], value.shape[0]
-    cost = weight[:, None] * (value[None] - lam[:, :, None, None])  # [q, J, n + 1, V]
+    cost = torch.sub(value[None], lam[:, :, None, None], out=cost)  # [q, J, n + 1, V]
+    cost.mul_(weight[:, None])
     best, pick = [], []
     for first, last in ((0, m), (m, m + 1), (m + 1, V)):  # the tokens below m, m itself, above m
         if first == last:  # no such token
@@ -242,8 +244,9 @@ def worst_ratio(weight, value, m: int, k: int, n: int, iterations: int = 200):
     J = value.shape[0]
     lists = torch.full((n, J, n), m, dtype=torch.long)  # every value m: in every such set
     lam = _ratios(weight, value, lists, n)
+    cost = torch.empty((n, J, *value.shape[1:]), dtype=value.dtype)
     for _ in range(iterations):
-        _, candidate = _worst_lists(weight, value, m, k, n, lam)
+        _, candidate = _worst_lists(weight, value, m, k, n, lam, cost)
         ratio = _ratios(weight, value, candidate, n)
         better = ratio < lam - 1e-12 * (1 + lam.abs())
         if not better.any():
