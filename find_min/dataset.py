@@ -7,7 +7,6 @@ P(min >= 40) = (24/64)^10, about 6e-5, for n = 10, V = 64.
 """
 import torch
 
-from shared.mechanisms import Mechanism
 from shared.tasks import ListTask, shuffle_rows, uniform_below
 
 N = 10  # list length
@@ -56,24 +55,3 @@ def adversarial(size, n, V, gen):
 
 def task(n: int = N, V: int = V) -> ListTask:
     return ListTask("find_min", answer, balanced, adversarial, hard, n, V, order_statistic=0)
-
-
-# The mechanism classes of shared.mechanisms.classify, checked in order. Thresholds sit in gaps measured on 40
-# seeds (across_seeds/*.csv: the default recipe and --n_heads=2), 4,000 uniform lists each:
-# - answer_attention: 0.999-1.000 with one head, 0.88-0.94 with two; a head that ignores the values puts about
-#   its share of positions on the minimum (0.1-0.2 for n = 10).
-# - runner_up_attention (the second head most on the minimum): 0.84-0.92 with two heads, as both select; with
-#   one head there is none (0). selector_ablated: one head 0.055-0.146 (chance: the most common minimum, ~0.15);
-#   two heads 0.62-0.90, the other head carrying most of the answer. attention_dla: 1.000 on every seed.
-MECHANISMS = [
-    Mechanism("one head selects in layer {selector_layer}",
-              {"answer_attention": (">=", 0.5), "selector_dla": (">=", 0.5), "runner_up_attention": ("<", 0.5)},
-              "one head's QK circuit scores every value below the next, so SEP attends to the minimum, and its "
-              "OV circuit copies it to the logits; without that head the model is at chance",
-              circuit="selector alone on the answer"),
-    Mechanism("heads share the selection in layer {selector_layer}",
-              {"answer_attention": (">=", 0.5), "runner_up_attention": (">=", 0.5), "attention_dla": (">=", 0.9)},
-              "more than one head attends to the minimum and copies it; the heads' outputs add up to the answer, "
-              "and removing one leaves the others to carry most of it",
-              circuit="selector on the answer"),
-]

@@ -4,11 +4,12 @@ Studies of universality train many seeds of one recipe and sort each run by meas
 Chan & Nanda 2023, "A Toy Model of Universality"; Zhong et al. 2023, "The Clock and the Pizza"). Here
 `mechanism_measures` reads the same few numbers from any model of a list task, and `classify` names its
 class with the first of the task's `Mechanism`s whose conditions all hold. Each task states its classes and
-thresholds next to its data (MECHANISMS in <task>/dataset.py), with the measurements the thresholds came from.
+thresholds in its own folder (MECHANISMS in <task>/mechanisms.py), with the measurements the thresholds came from.
 The sweep (shared.sweep) writes the measures and the class of every seed into its summary.
 """
 import re
 from dataclasses import dataclass
+from typing import Callable, Optional
 
 import torch
 
@@ -37,15 +38,32 @@ MEASURES = {
     "mlps_ablated": "accuracy with every MLP mean-ablated at once (None: no MLP)",
 }
 
+@dataclass(frozen=True)
+class Circuit:
+    """What an explanation keeps, for shared.faithfulness: a description, keep(model, selector name) -> the
+    components kept, and keys(tokens, targets) -> [batch, n] the positions the selector's attention is
+    restricted to (None: its attention is left as it is)."""
+    description: str
+    keep: Callable
+    keys: Optional[Callable] = None
+
+
+SELECTOR_ALONE = Circuit("the selector alone, attending only to the answer", lambda model, selector: [selector],
+                         answer_positions)
+SELECTOR_ON_ANSWER = Circuit("every path, the selector attending only to the answer",
+                             lambda model, selector: components(model), answer_positions)
+
+
 @dataclass
 class Mechanism:
     """One class of mechanism: its name (may name a measure in braces: "selects in layer {selector_layer}"),
     the conditions {measure: (op, threshold)} that all hold for a model of the class, one sentence on what
-    such a model computes, and the circuit its explanation states (a key of CIRCUITS), for faithfulness."""
+    such a model computes, and the Circuit its explanation states, for faithfulness. Each task states its
+    classes in <task>/mechanisms.py (MECHANISMS)."""
     name: str
     conditions: dict
     meaning: str
-    circuit: str = "selector on the answer"
+    circuit: Circuit = SELECTOR_ON_ANSWER
 
     def matches(self, measures: dict) -> bool:
         return all(measures.get(m) is not None and COMPARE[op](measures[m], t)
@@ -68,23 +86,6 @@ def neighbourhood(tokens, targets):
 
 
 UNCLASSIFIED = "unclassified"
-
-# What each kind of explanation keeps (shared.faithfulness): {key: (description, the components kept, given
-# the model and the selector's name, and the keys the selector's attention is restricted to, or None)}.
-CIRCUITS = {
-    "selector alone on the answer": ("the selector alone, attending only to the answer",
-                                     lambda model, selector: [selector], answer_positions),
-    "selector on the answer": ("every path, the selector attending only to the answer",
-                               lambda model, selector: components(model), answer_positions),
-    "selector on the neighbourhood": ("every path, the selector attending only to the answer and its nearest "
-                                      "values either side", lambda model, selector: components(model), neighbourhood),
-    "layer-0 heads and MLPs": ("layer-0 heads and every MLP (later heads resampled)",
-                               lambda model, selector: [c for c in components(model) if c.startswith(("L0H", "MLP"))],
-                               None),
-    "layer-0 heads": ("layer-0 heads alone (everything else resampled)",
-                      lambda model, selector: [c for c in components(model) if c.startswith("L0H")], None),
-}
-
 
 def classify(measures: dict, mechanisms) -> str:
     """The name of the first mechanism whose conditions all hold, else 'unclassified'."""
@@ -112,11 +113,11 @@ def mechanism_of(name: str, mechanisms):
 def class_faithfulness(model, mechanism, measures: dict, suite: dict, size: int = 2000):
     """(description, shared.faithfulness.faithfulness_by_family results) of the circuit the class's
     explanation states, on this model (its selector found by mechanism_measures)."""
-    description, keep, keys = CIRCUITS[mechanism.circuit]
+    circuit = mechanism.circuit
     selector = f"L{measures['selector_layer']}H{measures['selector_head']}"
-    attention_of = (lambda tokens, targets: {selector: keys(tokens, targets)}) if keys else None
-    return description, faithfulness_by_family(model, suite, circuit_of(model, keep(model, selector)), attention_of,
-                                               size)
+    attention_of = (lambda tokens, targets: {selector: circuit.keys(tokens, targets)}) if circuit.keys else None
+    return circuit.description, faithfulness_by_family(model, suite, circuit_of(model, circuit.keep(model, selector)),
+                                                       attention_of, size)
 
 
 def _direct_logits(model, residual):
@@ -264,7 +265,7 @@ def spread_tables(recipes: dict) -> str:
     return "\n\n".join(parts)
 
 
-def explain_others(recipes: dict, my_class: str, dataset) -> str:
+def explain_others(recipes: dict, my_class: str, task_factory, mechanisms) -> str:
     """Markdown: for every published class other than my_class, its representative (the lowest seed) explained
     on its own task's evaluation suite: what the class computes, which components are needed and which write
     the answer (component_roles), and how much of the loss the class's explanation recovers."""
@@ -273,15 +274,14 @@ def explain_others(recipes: dict, my_class: str, dataset) -> str:
         for name, path in recipe["representatives"].items():
             if name == my_class:
                 continue
-            task = dataset.task()
-            model = load_checkpoint(path, task=task.name)
-            suite = evaluation_suite(dataset.task(model.cfg.n_ctx - 1, model.cfg.d_vocab_out),
+            model = load_checkpoint(path, task=task_factory().name)
+            suite = evaluation_suite(task_factory(model.cfg.n_ctx - 1, model.cfg.d_vocab_out),
                                      uniform_size=MEASURE_LISTS)
             tokens, targets = next(iter(suite.values()))
             roles = component_roles(model, tokens, targets)
-            explained = describe_class(model, suite, dataset.MECHANISMS)["faithfulness"]
+            explained = describe_class(model, suite, mechanisms)["faithfulness"]
             parts.append(f"**{name}**: representative `{path.name}` ({recipe_name} recipe). What the class computes: "
-                         f"{meaning(name, dataset.MECHANISMS)}. On {len(tokens):,} uniform lists: "
+                         f"{meaning(name, mechanisms)}. On {len(tokens):,} uniform lists: "
                          f"{roles_sentence(roles)} {explained}\n\n" + roles_table(roles))
     total = sum(len(recipe["rows"]) for recipe in recipes.values())
     parts.append(f"{len(parts)} class(es) besides this model's occur among the {total} published seeds, explained "

@@ -8,7 +8,7 @@ Any other `--name=value` is a hyperparameter override, checked as training.py ch
 its own process (torch threads split so that jobs x threads <= cores) and goes to
 <task>/checkpoints/sweep/<name>/seed<k>.pt (or --folder=PATH/seed<k>.pt), with what it printed in seed<k>.log;
 the summary goes to summary.csv beside them and is printed as a markdown table, with each seed's mechanism
-class (shared.mechanisms and the task's MECHANISMS); --publish copies the summary and the lowest seed of each
+class (shared.mechanisms and <task>/mechanisms.py); --publish copies the summary and the lowest seed of each
 class to <task>/across_seeds/, which the notebooks and tests read. A seed whose checkpoint is
 already there with the same hyperparameters is not retrained, so an interrupted sweep resumes where it
 stopped, and `--seeds=k` alone is one job of a cluster array. A folder holding seeds of other hyperparameters
@@ -244,7 +244,7 @@ def summary_row(task_name: str, seed: int, path: Path) -> dict:
     row = {"seed": seed, "held-out": history["eval_accuracy"][-1], **accuracies, "weakest family": weakest,
            "weakest accuracy": accuracies[weakest], "target reached": reached is not None,
            "steps": history["stopped_at"], "seconds to target": seconds, "train seconds": meta["train_seconds"],
-           **measures, "mechanism": classify(measures, dataset.MECHANISMS)}
+           **measures, "mechanism": classify(measures, importlib.import_module(f"{task_name}.mechanisms").MECHANISMS)}
     verdict = verify(model, task)
     row.update({"verified": verdict.status, "worst-case margin": verdict.margin,
                 "float32 margin": verdict.float32_margin})
@@ -406,7 +406,7 @@ def run_sweep(task: str, seeds, jobs: int, folder: Path, params: dict, progress:
         print(f"seed(s) {', '.join(map(str, elsewhere))} are being trained by another sweep on {folder}: skipped "
               "here (this sweep waits for them before its summary)")
     try:
-        finished = _train_seeds(task, mine, jobs, paths, params, progress)
+        _train_seeds(task, mine, jobs, paths, params, progress)
         _wait_for(elsewhere, paths)
     finally:
         for seed in mine:

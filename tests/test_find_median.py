@@ -9,7 +9,8 @@ import torch
 from find_median.dataset import answer, median_swap_pairs, task
 from shared import circuits as C
 from shared import load_checkpoint, load_snapshots
-from shared.claims import by_key, find_median_claims, formation_claim, formation_series
+from find_median.claims import claims as find_median_claims
+from shared.claims import by_key, formation_claim, formation_series
 from shared.tasks import evaluation_suite, family_accuracies
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,7 +9,8 @@ import torch
 from find_min.dataset import answer, task
 from shared import circuits as C
 from shared import load_checkpoint, load_snapshots
-from shared.claims import by_key, find_min_claims, formation_claim, formation_series
+from find_min.claims import claims as find_min_claims
+from shared.claims import by_key, formation_claim, formation_series
 from shared.tasks import evaluation_suite, family_accuracies, mistakes
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -5,7 +5,9 @@ from handbuilt import (median_averaging_model, median_batch, median_mlp_decoder_
                        min_batch, min_model)
 
 import find_median.dataset as median_data
+import find_median.mechanisms as median_mechanisms
 import find_min.dataset as min_data
+import find_min.mechanisms as min_mechanisms
 from shared.checkpoint import load_checkpoint
 from shared.mechanisms import (UNCLASSIFIED, class_faithfulness, class_legend, classify, component_roles,
                                explain_others, mechanism_measures, mechanism_of, meaning, measures_on, roles_sentence,
@@ -29,13 +31,13 @@ def test_hand_built_median_models_get_their_class(build, expected, known):
     tokens, targets = median_batch(2000)
     assert evaluate(model, tokens, targets)[1] == 1.0  # each one computes the median exactly
     measures = mechanism_measures(model, tokens, targets)
-    assert classify(measures, median_data.MECHANISMS) == expected
+    assert classify(measures, median_mechanisms.MECHANISMS) == expected
     for name, value in known.items():  # the measures that decide the class, as the construction sets them
         assert measures[name] == pytest.approx(value, abs=0.1), name
     if "averages" in expected:  # an averaging head puts on the median only its share of positions
         share = (tokens[:, :-1] == targets[:, None]).float().sum(1).mean().item() / tokens.shape[1]
         assert measures["answer_attention"] == pytest.approx(share, abs=1e-4)
-    assert meaning(expected, median_data.MECHANISMS) != meaning(UNCLASSIFIED, median_data.MECHANISMS)
+    assert meaning(expected, median_mechanisms.MECHANISMS) != meaning(UNCLASSIFIED, median_mechanisms.MECHANISMS)
 
 
 def test_a_soft_hand_built_selector_is_named_soft():
@@ -46,9 +48,9 @@ def test_a_soft_hand_built_selector_is_named_soft():
     tokens, targets = median_batch(2000)
     measures = mechanism_measures(model, tokens, targets)
     assert measures["answer_attention"] < 0.6 and measures["neighbourhood_attention"] > 0.9
-    name = classify(measures, median_data.MECHANISMS)
+    name = classify(measures, median_mechanisms.MECHANISMS)
     assert name == "selects softly in layer 1"
-    description, results = class_faithfulness(model, mechanism_of(name, median_data.MECHANISMS), measures,
+    description, results = class_faithfulness(model, mechanism_of(name, median_mechanisms.MECHANISMS), measures,
                                               {"u": (tokens, targets)})
     assert "nearest values" in description and results["u"]["loss recovered"] >= 0.95
 
@@ -56,12 +58,12 @@ def test_a_soft_hand_built_selector_is_named_soft():
 def test_hand_built_min_model_selects_and_an_untrained_model_is_unclassified():
     tokens, targets = min_batch(2000)
     measures = mechanism_measures(min_model(), tokens, targets)
-    assert classify(measures, min_data.MECHANISMS) == "one head selects in layer 0"
+    assert classify(measures, min_mechanisms.MECHANISMS) == "one head selects in layer 0"
     assert measures["selector_ablated"] < 0.5
     untrained = Transformer(Config(n_ctx=5, d_vocab=9, d_vocab_out=8, d_model=16, d_head=16)).eval()
     measures = mechanism_measures(untrained, tokens, targets)
     assert measures["answer_attention"] < 0.5
-    assert classify(measures, min_data.MECHANISMS) == UNCLASSIFIED
+    assert classify(measures, min_mechanisms.MECHANISMS) == UNCLASSIFIED
 
 
 def test_component_roles_name_the_writer():
@@ -78,18 +80,18 @@ def test_class_faithfulness_of_the_right_and_a_wrong_explanation():
     tokens, targets = median_batch(2000)
     model = median_selector_model(distractor=True)
     measures = mechanism_measures(model, tokens, targets)
-    right = mechanism_of(classify(measures, median_data.MECHANISMS), median_data.MECHANISMS)
+    right = mechanism_of(classify(measures, median_mechanisms.MECHANISMS), median_mechanisms.MECHANISMS)
     description, results = class_faithfulness(model, right, measures, {"u": (tokens, targets)})
     assert "selector attending only to the answer" in description
     assert results["u"]["loss recovered"] == pytest.approx(1.0, abs=0.01)
-    averaging = median_data.MECHANISMS[2]  # "layer-0 heads alone": wrong for this model
+    averaging = median_mechanisms.MECHANISMS[2]  # "layer-0 heads alone": wrong for this model
     _, results = class_faithfulness(model, averaging, measures, {"u": (tokens, targets)})
     assert results["u"]["loss recovered"] < 0.5
 
 
 def test_class_legend_states_every_threshold():
-    legend = class_legend(median_data.MECHANISMS)
-    for mechanism in median_data.MECHANISMS:
+    legend = class_legend(median_mechanisms.MECHANISMS)
+    for mechanism in median_mechanisms.MECHANISMS:
         for measure, (op, threshold) in mechanism.conditions.items():
             assert f"{measure} {op} {threshold}" in legend
 
@@ -101,6 +103,7 @@ def test_spread_table():
 
 
 TASKS = {"find_min": min_data, "find_median": median_data}
+MECHANISMS = {"find_min": min_mechanisms.MECHANISMS, "find_median": median_mechanisms.MECHANISMS}
 
 
 @pytest.mark.parametrize("task", TASKS)
@@ -117,7 +120,7 @@ def test_published_representatives_are_what_their_summary_says(task):
             assert row["mechanism"] == cls and seed == min(s for s, r in rows.items() if r["mechanism"] == cls)
             model = load_checkpoint(path, task=task)
             measures = measures_on(model, suite)
-            assert classify(measures, TASKS[task].MECHANISMS) == cls, (name, seed)
+            assert classify(measures, MECHANISMS[task]) == cls, (name, seed)
             for key in ("answer_attention", "selector_dla"):  # another machine's floats: a tolerance
                 assert measures[key] == pytest.approx(row[key], abs=0.01), (name, seed, key)
             if "verified" in row:  # the published verdict on every input is the verifier's on this checkpoint
@@ -137,10 +140,11 @@ def test_class_counts_and_the_readme_table():
 
 def test_the_notebooks_across_seeds_text():
     recipes = published("find_min")
-    others = explain_others(recipes, "one head selects in layer 0", min_data)
+    others = explain_others(recipes, "one head selects in layer 0", min_data.task, min_mechanisms.MECHANISMS)
     assert "**heads share the selection in layer 0**: representative `two_heads_seed0.pt`" in others
     assert "| L0H1 |" in others and others.endswith("explained above.")
-    assert explain_others({"default": recipes["default"]}, "one head selects in layer 0", min_data).startswith(
+    assert explain_others({"default": recipes["default"]}, "one head selects in layer 0", min_data.task,
+                          min_mechanisms.MECHANISMS).startswith(
         "Every one of the 20 published seeds")
     assert counts_sentence(recipes) == ("default: 20/20 one head selects in layer 0; "
                                         "two_heads: 20/20 heads share the selection in layer 0")

@@ -1,0 +1,306 @@
+"""find_median's claims on whatever model is loaded: the two-layer reading of analyze.ipynb (an averaging head,
+MLP 0, a selecting head that reads it, the last MLP), the averaging baseline's identity, and the reading of the
+MLPs (section 5b). `claims(model, suite, pairs, averaging)` computes every row the notebook shows;
+tests/test_find_median.py calls the same function, so a claim is computed in one place.
+"""
+from functools import partial
+
+import torch
+
+from shared import circuits as C
+from shared import faithfulness as F
+from shared.claims import (Claim, accuracy_claims, direct_logit_agreement, faithfulness_claims, head_ablated_accuracy,
+                           heads, mlp_ablated_accuracy, mlp_input_shares, ov_matrix, ov_note, patched_fraction,
+                           qk_spread, sep_attention_on, suite_accuracies)
+from shared.tasks import answer_positions, mistakes
+
+EDGE = 8  # "near the ends of the range": medians and OV rows within EDGE values of 0 or V-1
+
+
+def middle_diagonal_fraction(ov) -> float:
+    """diagonal_fraction of an OV circuit's rows EDGE..V-EDGE-1: copying away from the ends of the range."""
+    rows = torch.arange(EDGE, len(ov) - EDGE)
+    return (ov[rows].argmax(-1) == rows).float().mean().item()
+
+
+def sorted_neighbour_share(wrong, k) -> float:
+    """Of the mistakes (family, values, target, prediction), the share answering a value that sits next to
+    the median in sorted order (1.0 when there are none)."""
+    if not wrong:
+        return 1.0
+    near = [w for w in wrong if any(abs(i - k) == 1 for i, v in enumerate(sorted(w[1])) if v == w[3])]
+    return len(near) / len(wrong)
+
+
+@torch.no_grad()
+def averaging_claims(averaging, tokens, targets) -> list:
+    """The averaging baseline: argmax_m -sum|x_i - m| is the median, and the baseline's logits follow that
+    score (its OV circuit is close to -|v - m|)."""
+    V = averaging.cfg.d_vocab_out
+    S = -(tokens[:, :-1, None] - torch.arange(V)).abs().sum(1).float()
+    logits = averaging(tokens)[:, -1]
+    centre = lambda m: (m - m.mean(1, keepdim=True)).flatten()
+    ideal = -(torch.arange(V)[:, None] - torch.arange(V)[None, :]).abs().float()
+    ov = C.full_ov_circuit(averaging, head=0)[:V]
+    return [
+        Claim("l1_median", "argmax of -sum|x_i - m| is the median (the identity behind averaging)",
+              (S.argmax(-1) == targets).float().mean().item(), ">=", 1.0, "%"),
+        Claim("averaging_logits", "averaging baseline: correlation of its logits with -sum|x_i - m|",
+              torch.corrcoef(torch.stack([centre(logits), centre(S)]))[0, 1].item(), ">=", 0.95),
+        Claim("averaging_ov", "averaging baseline: correlation of its full OV circuit with -|v - m|",
+              torch.corrcoef(torch.stack([centre(ov), centre(ideal)]))[0, 1].item(), ">=", 0.9),
+        Claim("averaging_follows", "averaging baseline answers argmax -sum|x_i - m|",
+              (logits.argmax(-1) == S.argmax(-1)).float().mean().item(), ">=", 0.99, "%"),
+    ]
+
+
+@torch.no_grad()
+def claims(model, suite: dict, pairs, averaging=None, sample: int = 5000) -> dict:
+    """The find_median notebook's claims on `model`, and the heads they name. Returns {"claims": [...],
+    "averaging head": (l, h), "selecting head": (l, h) or None, ...measures the notebook plots}.
+
+    The averaging head is the layer-0 head whose SEP attention is most uniform (smallest full-QK spread);
+    the selecting head is the head of a later layer whose SEP attention lands most on the median. A model
+    with one layer has no selecting head: its claims then show n/a and FAIL. pairs: median_swap_pairs(...)
+    for the patching claims."""
+    uniform_name = next(name for name in suite if name.startswith("uniform ("))
+    tokens, targets = suite[uniform_name]
+    few, few_targets = tokens[:sample], targets[:sample]
+    cfg, n, V = model.cfg, tokens.shape[1] - 1, model.cfg.d_vocab_out
+    k = n // 2
+    predictions, accuracies, weakest = suite_accuracies(model, suite)
+    wrong = mistakes(model, suite, limit=10**6, predictions=predictions)
+    inputs = sum(len(y) for _, y in suite.values())
+    neighbours = round(sorted_neighbour_share(wrong, k) * len(wrong))
+    claims = [
+        *accuracy_claims(accuracies, weakest),
+        Claim("near_misses", f"mistakes that are not a sorted neighbour of the median, per input ({len(wrong)} "
+              f"mistakes, {neighbours} of them neighbours)", (len(wrong) - neighbours) / inputs, "<=", 1e-4, "%"),
+    ]
+    if averaging is not None:
+        claims += averaging_claims(averaging, tokens[:20000], targets[:20000])
+    on_median = sep_attention_on(model, few, few_targets)
+    share = answer_positions(few, few_targets).float().sum(1).mean().item() / (n + 1)
+    spreads = {h: qk_spread(model, h, n) for h in range(cfg.n_heads)}
+    avg_head = (0, min(spreads, key=spreads.get))
+    later = [(l, h) for l, h in heads(model) if l >= 1]
+    sel = max(later, key=lambda lh: on_median[lh].item()) if later else None
+    an, sn = f"L{avg_head[0]}H{avg_head[1]}", (f"L{sel[0]}H{sel[1]}" if sel else "a later-layer head")
+    _, cache = model.run_with_cache(few, names_filter=lambda name: name.endswith("hook_pattern"))
+    rows = torch.arange(len(few))
+    picks = None if sel is None else (few[rows, cache["pattern", sel[0]][:, sel[1], -1, :-1].argmax(-1)]
+                                      == few_targets).float().mean().item()
+    claims += [
+        Claim("l0_uniform", f"{an} (layer 0) attends near-uniformly: spread of its full QK scores from SEP",
+              spreads[avg_head[1]], "<=", 1.0, note="exact"),
+        Claim("l0_share", f"{an}'s attention on the median minus the uniform share {share:.3f}",
+              abs(on_median[avg_head].item() - share), "<=", 0.05),
+        Claim("selects", f"{sn} (the later head most on the median) puts SEP's attention on the median",
+              None if sel is None else on_median[sel].item(), ">=", 0.5,
+              note="" if sel else "one layer: no later head"),
+        Claim("selects_argmax", f"{sn}'s most-attended value is the median", picks, ">=", 0.9, "%"),
+        Claim("ablate_avg", f"{an} mean-ablated: accuracy", head_ablated_accuracy(model, few, few_targets, *avg_head),
+              "<", 0.5, "%"),
+        Claim("ablate_sel", f"{sn} mean-ablated: accuracy",
+              None if sel is None else head_ablated_accuracy(model, few, few_targets, *sel), "<", 0.5, "%"),
+    ]
+    has_mlp = cfg.d_mlp is not None
+    claims += [
+        Claim("ablate_mlp0", "MLP 0 mean-ablated: accuracy (MLP 0 is needed)",
+              mlp_ablated_accuracy(model, few, few_targets, 0) if has_mlp else None, "<", 0.9, "%",
+              note="" if has_mlp else "no MLPs"),
+        Claim("ablate_last_mlp", f"MLP {cfg.n_layers - 1} mean-ablated: accuracy (the head's copy alone still gives "
+              "most answers)",
+              mlp_ablated_accuracy(model, few, few_targets, cfg.n_layers - 1) if has_mlp and cfg.n_layers > 1
+              else None, ">=", 0.8, "%", note="" if has_mlp else "no MLPs"),
+    ]
+    z = lambda lh, position: patched_fraction(model, pairs, f"blocks.{lh[0]}.attn.hook_z", position, lh[1])
+    changed = (pairs[0] != pairs[1]).float().argmax(-1)[0].item()
+    at_changed = [v for v in (z(lh, changed) for lh in [avg_head] + ([sel] if sel else [])) if v is not None]
+    claims += [
+        Claim("patch_sel_sep", f"{sn}'s output at SEP, patched clean into corrupted: logit difference recovered",
+              None if sel is None else z(sel, n), ">=", 0.8),
+        Claim("patch_avg_sep", f"{an}'s output at SEP, patched: logit difference recovered", z(avg_head, n), ">=", 0.3),
+        Claim("patch_changed", f"either head's output at the changed position {changed}, patched: at most",
+              max(at_changed) if at_changed else None, "<=", 0.1),
+    ]
+    last_mlp = [f"blocks.{cfg.n_layers - 1}.hook_mlp_out"] if has_mlp else []
+    sel_result = None if sel is None else (f"blocks.{sel[0]}.attn.hook_result", sel[1])
+    l0_parts = [("blocks.0.attn.hook_result", h) for h in range(cfg.n_heads)] + (["blocks.0.hook_mlp_out"]
+                                                                                   if has_mlp else [])
+    claims += [
+        Claim("dla_sel", f"{sn}'s direct logits alone give the model's answer",
+              None if sel is None else direct_logit_agreement(model, few, [sel_result]), ">=", 0.9, "%"),
+        Claim("dla_sel_mlp", f"{sn} + the last MLP: their direct logits give the model's answer",
+              None if sel is None else direct_logit_agreement(model, few, [sel_result] + last_mlp), ">=", 0.99, "%"),
+        Claim("dla_layer0", "no layer-0 component's direct logits give the answer on more than 30% of lists",
+              max(direct_logit_agreement(model, few, [part]) for part in l0_parts) if cfg.n_layers > 1 else None,
+              "<=", 0.3, "%"),
+    ]
+    ratio, path = {}, {}
+    if sel is not None:
+        for kind in "QKV":
+            ratio[kind] = (C.composition_scores(model, kind)[avg_head[0], avg_head[1], sel[0], sel[1]]
+                           / C.composition_baseline(cfg, kind)).item()
+            path[kind] = C.path_ablation_accuracy(model, few, few_targets, avg_head, sel, kind, few)
+    claims += [
+        Claim("q_composition", f"Q-composition {an} -> {sn} over the random baseline", ratio.get("Q"), ">=", 1.2),
+        Claim("q_strongest", "Q-composition ratio minus the larger of K and V",
+              None if not ratio else ratio["Q"] - max(ratio["K"], ratio["V"]), ">", 0.0),
+        Claim("q_path", f"only the Q path {an} -> {sn} mean-ablated costs at least 2 points: accuracy", path.get("Q"),
+              "<", 0.98, "%"),
+        Claim("q_path_worst", "Q path's ablated accuracy minus the lower of the K and V paths'",
+              None if not path else path["Q"] - min(path["K"], path["V"]), "<", 0.0),
+    ]
+    family_x = torch.cat([x for name, (x, _) in suite.items() if name != uniform_name])
+    family_y = torch.cat([y for name, (_, y) in suite.items() if name != uniform_name])
+    agree = ov = None
+    if sel is not None and not C.has_layernorm(model, sel[0]):  # a later layer: its OV row needs no ln1
+        uniform = tokens[:20000]  # the hooked forward pass it needs is slow; 20,000 lists pin a share to +-0.1%
+        predicted, _ = C.select_and_copy_from_activations(model, uniform, *sel)
+        agree = (predicted == predictions[uniform_name][:20000]).float().mean().item()
+        miss, selected = C.select_and_copy_misses(model, family_x, family_y, *sel)
+        edge = (family_y < EDGE) | (family_y >= V - EDGE)
+        ov = ov_matrix(model, *sel, few)
+    note = "" if sel is None or agree is not None else "needs a model without LayerNorm"
+    claims += [
+        Claim("select_copy", f"select-then-copy from {sn} (real scores, OV row of the pick; approximate) agrees "
+              f"with the model on at least 90% of 20,000 uniform lists", agree, ">=", 0.9, "%", note=note),
+        Claim("select_copy_families", "... and on at least 70% of all family inputs together",
+              None if agree is None else (~miss).float().mean().item(), ">=", 0.7, "%", note=note),
+        Claim("select_copy_edges", f"its agreement within {EDGE} of the range ends minus in the middle (misses gather "
+              "at the ends)", None if agree is None else ((~miss[edge]).float().mean() - (~miss[~edge]).float().mean()
+                                                          ).item(), "<", 0.0, note=note),
+        Claim("ov_diagonal_middle", f"{sn}'s full OV circuit copies away from the range ends: rows "
+              f"{EDGE}..{V - EDGE - 1} "
+              "peaking on the attended value", None if ov is None else middle_diagonal_fraction(ov), ">=", 0.8, "%",
+              note=ov_note(model, sel[0]) if sel else ""),
+        Claim("ov_copying", f"{sn}'s OV copying score", None if ov is None else C.copying_score(ov), ">=", 0.5),
+    ]
+    reading = median_reading(model, suite, sel, predictions) if sel is not None and agree is not None else None
+    claims += reading_claims(model, reading, sel)
+    return {"claims": claims, "averaging head": avg_head, "selecting head": sel,
+            "misses": None if agree is None else (miss, selected), "reading": reading}
+
+
+@torch.no_grad()
+def median_reading(model, suite: dict, sel, predictions: dict, fit_size: int = 40000) -> dict:
+    """find_median read to the end, for a model whose selecting head sel = (layer, head) exists
+    (predictions: the model's answers on the suite, shared.tasks.family_predictions).
+
+    MLPs: which earlier components the last MLP's neurons read (mlp_input_shares); the share of the
+    variance of each MLP's output at SEP that a lookup table of the median, a
+    linear map of the list's mean or of its histogram (which any count, e.g. of values below v, is a linear
+    map of), or a lookup table of the value sel selects (its top-scoring key)
+    explains (circuits.variance_explained, fitted and tested on fresh uniform lists). Faithfulness
+    (shared.faithfulness, every family): every path kept with sel attending only to the median; the
+    select-then-copy components alone (later MLP resampled); every path kept with sel attending only to its
+    own top-scoring key, the selection step of the algorithm. Algorithm: 'select the top-scoring key, answer
+    its value', agreement with the model per family, and where it disagrees: how many inputs, and the share
+    whose picked value is a sorted neighbour of the median."""
+    cfg, V = model.cfg, model.cfg.d_vocab_out
+    name = f"L{sel[0]}H{sel[1]}"
+    task_n = next(iter(suite.values()))[0].shape[1] - 1
+    gen = torch.Generator().manual_seed(11)
+    values = torch.randint(0, V, (fit_size, task_n), generator=gen)
+    tokens = torch.cat([values, torch.full((fit_size, 1), V)], 1)
+    median = values.sort(-1).values[:, task_n // 2]
+    mlps = [f"blocks.{l}.hook_mlp_out" for l in range(cfg.n_layers)] if cfg.d_mlp else []
+    _, cache = model.run_with_cache(tokens, names_filter=mlps)
+    _, chosen = C.select_and_copy_from_activations(model, tokens, *sel)
+    selected = values[torch.arange(fit_size), chosen]
+    onehot = lambda keys: torch.nn.functional.one_hot(keys, V).float()
+    histogram = onehot(values).sum(1)
+    reads = mlp_input_shares(model, tokens[:20000], cfg.n_layers - 1) if mlps and cfg.n_layers > 1 else None
+    explained = {l: {"median": C.variance_explained(onehot(median), cache[h][:, -1]),
+                     "mean": C.variance_explained(values.float().mean(1, keepdim=True), cache[h][:, -1]),
+                     "histogram": C.variance_explained(histogram, cache[h][:, -1]),
+                     "selected": C.variance_explained(onehot(selected), cache[h][:, -1])}
+                 for l, h in enumerate(mlps)}
+    everything = F.circuit_of(model, F.components(model))
+    top_key = lambda x, y: F.attention_on_keys(name, C.select_and_copy_from_activations(model, x, *sel)[1], task_n)
+    on_median = F.faithfulness_by_family(model, suite, everything, partial(F.attention_on_answer, name))
+    on_top_key = F.faithfulness_by_family(model, suite, everything, top_key)
+    without_last_mlp = [c for c in F.components(model) if c != f"MLP {cfg.n_layers - 1}"]
+    select_copy = F.faithfulness_by_family(model, suite, F.circuit_of(model, without_last_mlp)) if mlps else None
+    algorithm, unexplained = {}, {}
+    for family, (x, y) in suite.items():
+        x, y, answers = x[:20000], y[:20000], predictions[family][:20000]
+        picked = x[torch.arange(len(x)), C.select_and_copy_from_activations(model, x, *sel)[1]]
+        algorithm[family] = (picked == answers).float().mean().item()
+        miss = picked != answers
+        wrong = [(family, row[:-1].tolist(), target, pick) for row, target, pick in
+                 zip(x[miss], y[miss].tolist(), picked[miss].tolist())]
+        unexplained[family] = (len(wrong), sorted_neighbour_share(wrong, task_n // 2))
+    return {"explained": explained, "on median": on_median, "on top key": on_top_key,
+            "select-copy components": select_copy, "algorithm": algorithm, "unexplained": unexplained,
+            "last MLP reads": reads}
+
+
+def mlp_reading_table(reading) -> str:
+    """Markdown from median_reading: per MLP, the variance of its SEP output each candidate explains, and which
+    writers the last MLP's neurons read."""
+    lines = ["| MLP | lookup of the median | linear in the mean | linear in the histogram | lookup of the selected "
+             "value |", "|---|---:|---:|---:|---:|"]
+    lines += [f"| MLP {l} | {e['median']:.3f} | {e['mean']:.3f} | {e['histogram']:.3f} | {e['selected']:.3f} |"
+              for l, e in reading["explained"].items()]
+    if reading["last MLP reads"]:
+        lines += ["", "Which writers the last MLP's neurons read: the share of their pre-activation variance at SEP each "
+                  "earlier component's output explains alone (weighted by each neuron's output variance): " +
+                  ", ".join(f"{c} {v:.3f}" for c, v in reading["last MLP reads"].items()) + "."]
+    return "\n".join(lines)
+
+
+def algorithm_table(reading) -> str:
+    """Markdown from median_reading: per family, the one-key algorithm's agreement with the model, the inputs it
+    leaves unexplained (and the share of them picking a sorted neighbour of the median), and the loss that
+    restricting the selecting head to its top key recovers."""
+    lines = ["| family | agreement with the model | inputs it leaves unexplained | of those, picking a sorted neighbour "
+             "of the median | loss recovered by (c) |", "|---|---:|---:|---:|---:|"]
+    for family, agreement in reading["algorithm"].items():
+        count, neighbours = reading["unexplained"][family]
+        lines.append(f"| {family} | {agreement:.2%} | {count:,} | {neighbours:.1%} | "
+                     f"{reading['on top key'][family]['loss recovered']:.2%} |")
+    return "\n".join(lines)
+
+
+def reading_claims(model, reading, sel) -> list:
+    """The claims of section 5b from median_reading (None: no selecting head to read; every row n/a)."""
+    cfg = model.cfg
+    name = f"L{sel[0]}H{sel[1]}" if sel else "the selecting head"
+    last = cfg.n_layers - 1
+    note = "" if reading else "no selecting head without LayerNorm"
+    value, worst = {}, "none"
+    if reading:
+        algorithm = reading["algorithm"]
+        uniform, worst = next(iter(algorithm)), min(algorithm, key=algorithm.get)
+        value.update(select_output=algorithm[uniform], select_output_worst=algorithm[worst])
+        if cfg.d_mlp:
+            explained, reads = reading["explained"], reading["last MLP reads"]
+            value.update(mlp0_median=explained[0]["median"],
+                         mlp0_not_linear=explained[0]["median"] - explained[0]["histogram"],
+                         mlp_last_selected=explained[last]["selected"], mlp_last_reads_head=reads[name],
+                         mlp_last_reads_head_most=reads[name] - max(v for k, v in reads.items() if k != name),
+                         faithful_select_copy=reading["select-copy components"][uniform]["loss recovered"])
+    # 0.97: on 20 seeds of the default recipe the weakest family recovers 98.2-100% (the committed model: 100%)
+    return faithfulness_claims(reading and reading["on median"], f"every path, {name} attending only to the median",
+                               0.97, note=note) + [
+        Claim("mlp0_median", "MLP 0's output at SEP: variance explained by a lookup table of the median",
+              value.get("mlp0_median"), ">=", 0.5, note=note or ("" if cfg.d_mlp else "no MLPs")),
+        Claim("mlp0_not_linear", "... more than by a linear map of the list's histogram (which layer 0's average "
+              "holds): the difference", value.get("mlp0_not_linear"), ">", 0.2),
+        Claim("mlp_last_selected", f"MLP {last}'s output at SEP: variance explained by a lookup table of the value "
+              f"{name} selects", value.get("mlp_last_selected"), ">=", 0.7),
+        Claim("mlp_last_reads_head", f"MLP {last}'s neurons read {name}'s copy: share of their pre-activation "
+              f"variance at SEP that {name}'s output alone explains (weighted by each neuron's output variance)",
+              value.get("mlp_last_reads_head"), ">=", 0.5),
+        Claim("mlp_last_reads_head_most", "... minus the largest share any other earlier component explains",
+              value.get("mlp_last_reads_head_most"), ">", 0.0),
+        Claim("faithful_select_copy", f"the components of select-then-copy alone (MLP {last} resampled): loss "
+              "recovered on uniform lists, below 80%: the last MLP writes the answer too",
+              value.get("faithful_select_copy"), "<", 0.8, "%"),
+        Claim("select_output", f"algorithm 'answer the value at {name}'s top-scoring key': agreement with the model "
+              "on uniform lists", value.get("select_output"), ">=", 0.98, "%", note=note),
+        Claim("select_output_worst", f"... on the family where it agrees least ({worst}): below 99.9%, what the "
+              "algorithm leaves unexplained", value.get("select_output_worst"), "<", 0.999, "%", note=note),
+    ]

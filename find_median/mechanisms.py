@@ -1,0 +1,41 @@
+"""find_median's mechanism classes: the names shared.mechanisms.classify gives a model from its measures, the
+thresholds, and the circuit each class's explanation states (for its faithfulness)."""
+from shared.faithfulness import components
+from shared.mechanisms import SELECTOR_ON_ANSWER, Circuit, Mechanism, neighbourhood
+
+SELECTOR_ON_NEIGHBOURHOOD = Circuit("every path, the selector attending only to the answer and its nearest values "
+                                    "either side", lambda model, selector: components(model), neighbourhood)
+LAYER0_HEADS_AND_MLPS = Circuit("layer-0 heads and every MLP (later heads resampled)", lambda model, selector: [
+    c for c in components(model) if c.startswith(("L0H", "MLP"))])
+LAYER0_HEADS = Circuit("layer-0 heads alone (everything else resampled)", lambda model, selector: [
+    c for c in components(model) if c.startswith("L0H")])
+
+# The mechanism classes of shared.mechanisms.classify, checked in order. Each threshold sits in a gap between
+# clusters measured on 60 seeds of three recipes (across_seeds/*.csv: the default, --d_mlp=None and
+# --embed_std=1.0) and on the averaging baseline, 4,000 uniform lists each:
+# - selector_dla: seeds whose most-on-the-median head writes the answer 0.78-1.00; where it does not, 0.21-0.40.
+# - answer_attention of those writing heads: 0.79-0.99, and one seed at 0.43 (nothing between); heads of the
+#   averaging seeds and the baseline 0.14 (the median's share of positions), one idle layer-1 head 0.41.
+# - neighbourhood_attention: the 0.43 seed 0.81; averaging heads 0.40-0.52; selecting heads >= 0.98.
+# - mlp_dla of the seeds whose heads do not write the answer: 0.84-0.98.
+MECHANISMS = [
+    Mechanism("selects in layer {selector_layer}",
+              {"answer_attention": (">=", 0.6), "selector_dla": (">=", 0.6)},
+              "a later head finds the median by its QK circuit, reading what layer 0 gathered (Q-composition), puts "
+              "most of SEP's attention on it and copies it to the logits through its OV circuit",
+              circuit=SELECTOR_ON_ANSWER),
+    Mechanism("selects softly in layer {selector_layer}",
+              {"neighbourhood_attention": (">=", 0.7), "selector_layer": (">=", 1), "selector_dla": (">=", 0.6)},
+              "a later head spreads SEP's attention over the median and its nearest values either side, and the "
+              "mixture it copies peaks on the median",
+              circuit=SELECTOR_ON_NEIGHBOURHOOD),
+    Mechanism("averages, decodes in the MLPs",
+              {"selector_dla": ("<", 0.6), "mlp_dla": (">=", 0.8)},
+              "no head writes the answer: the heads average the list and the MLPs turn the average into the "
+              "median's logit", circuit=LAYER0_HEADS_AND_MLPS),
+    Mechanism("averages, reads the answer off the OV circuit",
+              {"answer_attention": ("<", 0.6), "attention_dla": (">=", 0.9)},
+              "no head attends to the median; the heads average the list and their OV circuits write "
+              "-|v - m| for each value v, whose sum peaks at the median (the averaging baseline)",
+              circuit=LAYER0_HEADS),
+]
