@@ -2,10 +2,15 @@
 
 A script defines its hyperparameters as module-level numbers, strings, booleans or None, then calls
 apply_overrides(globals()). Each override is checked against the type of the value it replaces and a
-range, and a bad one exits with a one-line message before anything has run or been written.
+range, and a bad one exits with a one-line message before anything has run or been written. A recipe is a
+file of plain assignments (`n_heads = 2`) named before the overrides, as nanoGPT's config files are:
+`python find_min/training.py find_min/recipes/two_heads.py --seed=1`. It is read, never run: each line
+must assign a literal to a known hyperparameter, checked like an override.
 """
+import ast
 import math
 import sys
+from pathlib import Path
 
 _KINDS = (bool, int, float, str, type(None))
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
@@ -55,15 +60,50 @@ def _parse(name, raw, current, *, zero_ok, at_most, choices, types):
     return raw  # a free string
 
 
+def recipe_overrides(path) -> list:
+    """A recipe file's assignments as ['--name=value', ...], in order; one-line SystemExit when it is anything
+    else than assignments of literals (numbers, strings, True/False, None)."""
+    path = Path(path)
+    try:
+        tree = ast.parse(path.read_text(), filename=str(path))
+    except (OSError, SyntaxError, ValueError) as e:
+        raise SystemExit(f"error: recipe {path}: cannot read it ({getattr(e, 'strerror', None) or e})") from None
+    overrides = []
+    for node in tree.body:
+        try:
+            if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
+                raise ValueError
+            value = ast.literal_eval(node.value)
+            if type(value) not in _KINDS:
+                raise ValueError
+        except ValueError:
+            raise SystemExit(f"error: recipe {path}, line {node.lineno}: expected name = a number, string, True, "
+                             "False or None") from None
+        text = {True: "true", False: "false", None: "None"}.get(value, value) if type(value) in (bool, type(None)) \
+            else value
+        overrides.append(f"--{node.targets[0].id}={text}")
+    return overrides
+
+
+def expand_recipes(argv) -> list:
+    """argv with every recipe file (an argument ending in .py) replaced by its assignments, in place: later
+    arguments override earlier ones."""
+    expanded = []
+    for arg in argv:
+        expanded += recipe_overrides(arg) if arg.endswith(".py") and not arg.startswith("--") else [arg]
+    return expanded
+
+
 def apply_overrides(g: dict, argv=None, *, zero_ok=(), at_most=None, choices=None, types=None) -> dict:
     """Override g's hyperparameters from argv (default sys.argv[1:]) and return them all.
 
     Numbers must be positive unless named in zero_ok; at_most gives upper bounds; choices lists the
     allowed values of a name; types gives the type of a name whose default is None (which "None" keeps).
+    A recipe file in argv stands for its assignments (expand_recipes).
     """
     at_most, choices, types = at_most or {}, choices or {}, types or {}
     params = hyperparameters(g)
-    argv = sys.argv[1:] if argv is None else argv
+    argv = expand_recipes(sys.argv[1:] if argv is None else argv)
     if any(a in ("-h", "--help") for a in argv):
         print("hyperparameters (override with --name=value):")
         for k, v in params.items():

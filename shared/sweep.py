@@ -1,8 +1,9 @@
 """Train one task over many seeds, in parallel, and summarise every seed in one table.
 
-    python -m shared.sweep find_min --seeds=0-19 --jobs=2             # the default recipe, 20 seeds
-    python -m shared.sweep find_median --seeds=0-4 --n_layers=3 --name=three_layers
-    python -m shared.sweep find_median --seeds=0-19 --jobs=2 --publish  # also copy what the repo commits
+    python -m shared.sweep TASK --seeds=0-19 --jobs=2                  # training.py's defaults, 20 seeds
+    python -m shared.sweep TASK --seeds=0-19 --jobs=2 --recipe=NAME    # with TASK/recipes/NAME.py applied
+    python -m shared.sweep TASK --seeds=0-4 --n_layers=3 --name=three_layers
+    python -m shared.sweep TASK --seeds=0-19 --jobs=2 --publish        # also copy what the repo commits
 
 Any other `--name=value` is a hyperparameter override, checked as training.py checks it. Each seed trains in
 its own process (torch threads split so that jobs x threads <= cores) and goes to
@@ -40,15 +41,25 @@ import torch
 from tqdm.auto import tqdm
 
 from .checkpoint import CheckpointError, load_checkpoint
-from .cli import apply_overrides, hyperparameters
+from .cli import apply_overrides, hyperparameters, recipe_overrides
 from .experiment import CLI_LIMITS, SEED_MAX, StopSignals, check_writable, make_task
 from .mechanisms import classify, measures_on
 from .tasks import evaluation_suite, family_accuracies
 from .verify import verify
 
 ROOT = Path(__file__).resolve().parent.parent
-TASKS = ("find_min", "find_median")
-SWEEP_OPTIONS = ("seeds", "jobs", "name", "folder")
+
+
+def task_names() -> list:
+    """Every task of the repository, found by convention: a folder beside shared/ holding dataset.py and
+    training.py (copy a task's folder, and the sweep, the README tables and the tests find it)."""
+    return sorted(p.parent.name for p in ROOT.glob("*/training.py") if (p.parent / "dataset.py").is_file())
+
+
+def recipe_path(task: str, name: str) -> Path:
+    """<task>/recipes/<name>.py: a named variant of the task's training.py (a file of plain assignments)."""
+    return ROOT / task / "recipes" / f"{name}.py"
+SWEEP_OPTIONS = ("seeds", "jobs", "name", "folder", "recipe")
 PUBLISHED = "across_seeds"  # <task>/across_seeds/: the committed summaries and one checkpoint per class
 NOT_OVERRIDABLE = ("seed", "out", "snapshots", "device")  # set by the sweep itself
 
@@ -77,13 +88,15 @@ def parse_seeds(text: str) -> list:
 
 
 def parse_args(argv):
-    """(task, seeds, jobs, folder, hyperparameters) from the command line; one-line SystemExit when bad."""
+    """(task, seeds, jobs, folder, hyperparameters, published name) from the command line; one-line SystemExit
+    when bad. --recipe=NAME applies <task>/recipes/NAME.py before the other overrides (its seed, out, snapshots
+    and device are the sweep's own) and names the sweep NAME unless --name says otherwise."""
     if not argv or argv[0] in ("-h", "--help"):
         raise SystemExit(__doc__.strip() if argv else "usage: python -m shared.sweep TASK --seeds=0-19 "
-                         "[--jobs=2] [--name=NAME] [--hyperparameter=value ...]")
+                         "[--jobs=2] [--recipe=NAME] [--name=NAME] [--hyperparameter=value ...]")
     task, rest = argv[0], argv[1:]
-    if task not in TASKS:
-        raise SystemExit(f"error: unknown task {task!r}; known: {', '.join(TASKS)}")
+    if task not in task_names():
+        raise SystemExit(f"error: unknown task {task!r}; known: {', '.join(task_names())}")
     own, overrides = {}, []
     for arg in rest:
         name = arg[2:].split("=", 1)[0] if arg.startswith("--") else None
@@ -104,13 +117,21 @@ def parse_args(argv):
     jobs = own.get("jobs", "1")
     if not jobs.isdigit() or int(jobs) < 1:
         raise SystemExit(f"error: --jobs={jobs}: expected an integer >= 1")
-    name = own.get("name") or ("default" if not overrides else
-                               "_".join(a[2:].replace("=", "-") for a in overrides))
+    recipe = []
+    if own.get("recipe"):
+        path = recipe_path(task, own["recipe"])
+        if not path.is_file():
+            known = sorted(p.stem for p in path.parent.glob("*.py"))
+            raise SystemExit(f"error: --recipe={own['recipe']}: no {path.relative_to(ROOT)}; known: "
+                             f"{', '.join(known) or 'none'}")
+        recipe = [a for a in recipe_overrides(path) if a[2:].split("=", 1)[0] not in NOT_OVERRIDABLE]
+    name = own.get("name") or own.get("recipe") or ("default" if not overrides else
+                                                    "_".join(a[2:].replace("=", "-") for a in overrides))
     if not re.fullmatch(r"[\w+-][\w.+-]*", name):  # a leading '.' could name the folder itself ('..') or hide it
         raise SystemExit(f"error: --name={name}: use letters, digits, '.', '_', '+' and '-', not starting with '.'")
     module = importlib.import_module(f"{task}.training")
     g = dict(hyperparameters(vars(module)))
-    params = apply_overrides(g, overrides, **CLI_LIMITS)
+    params = apply_overrides(g, recipe + overrides, **CLI_LIMITS)
     make_task(importlib.import_module(f"{task}.dataset").task, params)  # bad n or V: refused now
     folder = Path(own["folder"]) if own.get("folder") else ROOT / task / "checkpoints" / "sweep" / name
     check_writable(folder / "summary.csv")

@@ -15,10 +15,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from shared import load_checkpoint  # noqa: E402
-from shared.sweep import class_count_table, published  # noqa: E402
+from shared.cli import recipe_overrides  # noqa: E402
+from shared.sweep import class_count_table, published, recipe_path, task_names  # noqa: E402
 from shared.tasks import accuracy_table, evaluation_suite  # noqa: E402
 
-TASKS = ("find_min", "find_median")
+TASKS = task_names()
 
 
 def accuracy_block(task_name):
@@ -31,8 +32,9 @@ def accuracy_block(task_name):
             f"{meta['history']['stopped_at']} steps.")  # no seconds: a retrain of the same run gives other times
     averaging = ROOT / task_name / "checkpoints/averaging.pt"
     if averaging.exists():  # the task's averaging baseline goes beside the model, on the same inputs
-        head += (" Averaging baseline: the same script with `--n_layers=1 --d_mlp=None --uniform_attention=true --max_steps=3000 --out=checkpoints/averaging.pt`"
-                 " (one head, attention frozen uniform).")
+        recipe = recipe_path(task_name, "averaging")
+        head += (f" Averaging baseline: `python {task_name}/training.py {recipe.relative_to(ROOT)}` "
+                 f"({' '.join(recipe_overrides(recipe))}).")
         model = {"model": model, "averaging": load_checkpoint(averaging)}
     return head + "\n\n" + accuracy_table(model, evaluation_suite(task))
 

@@ -60,3 +60,30 @@ def test_training_script_rejects_bad_values_and_writes_nothing(task, arg, option
     lines = run.stderr.strip().splitlines()
     assert len(lines) == 1 and option in lines[0], run.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_recipe_file_is_a_list_of_overrides(tmp_path):
+    recipe = tmp_path / "wide.py"
+    recipe.write_text("# a comment\nd_mlp = 512\nnormalization_type = 'LN'\ncompile = True\nlr = 1e-2\n")
+    params = apply_overrides(defaults(), [str(recipe), "--lr=3e-3"], **CLI_LIMITS)  # later arguments win
+    assert params["d_mlp"] == 512 and params["normalization_type"] == "LN" and params["compile"] is True
+    assert params["lr"] == 3e-3
+    for text, message in [("import os\n", "line 1: expected name = a number"),
+                          ("d_mlp = int('5')\n", "line 1: expected name = a number"),
+                          ("n_layers = 'two'\n", "--n_layers=two: expected an integer >= 1"),
+                          ("widht = 3\n", "--widht: unknown option")]:
+        recipe.write_text(text)
+        with pytest.raises(SystemExit, match=message):
+            apply_overrides(defaults(), [str(recipe)], **CLI_LIMITS)
+
+
+def test_every_committed_recipe_applies_to_its_training_script():
+    import importlib
+
+    from shared.cli import hyperparameters
+    from shared.sweep import task_names
+    for task in task_names():
+        training = importlib.import_module(f"{task}.training")
+        for recipe in sorted((ROOT / task / "recipes").glob("*.py")):
+            params = apply_overrides(hyperparameters(vars(training)), [str(recipe)], **CLI_LIMITS)
+            assert params != hyperparameters(vars(training)), recipe  # it changes something

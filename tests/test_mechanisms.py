@@ -1,5 +1,7 @@
 """shared.mechanisms: the measures and classes on models whose mechanism is known by construction, and the
 committed across-seeds summaries against the checkpoints they publish."""
+import importlib
+
 import pytest
 from handbuilt import (median_averaging_model, median_batch, median_mlp_decoder_model, median_selector_model,
                        min_batch, min_model)
@@ -13,7 +15,7 @@ from shared.mechanisms import (UNCLASSIFIED, class_faithfulness, class_legend, c
                                explain_others, mechanism_measures, mechanism_of, meaning, measures_on, roles_sentence,
                                roles_table, spread_table, spread_tables)
 from shared.model import Config, Transformer
-from shared.sweep import ROOT, class_count_table, class_counts, counts_sentence, published
+from shared.sweep import ROOT, class_count_table, class_counts, counts_sentence, published, task_names
 from shared.tasks import evaluation_suite
 from shared.train import evaluate
 from shared.verify import verify
@@ -102,11 +104,11 @@ def test_spread_table():
     assert "| answer_attention | 0.800 | 0.900 | 0.950 | 0.150 |" in table
 
 
-TASKS = {"find_min": min_data, "find_median": median_data}
-MECHANISMS = {"find_min": min_mechanisms.MECHANISMS, "find_median": median_mechanisms.MECHANISMS}
+TASKS = {task: importlib.import_module(f"{task}.dataset") for task in task_names()}
+MECHANISMS = {task: importlib.import_module(f"{task}.mechanisms").MECHANISMS for task in task_names()}
 
 
-@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("task", [task for task in TASKS if published(task)])
 def test_published_representatives_are_what_their_summary_says(task):
     recipes = published(task)
     assert "default" in recipes and all(len(r["rows"]) == 20 for r in recipes.values())

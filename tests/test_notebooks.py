@@ -6,10 +6,10 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from shared.sweep import class_count_table, published
+from shared.sweep import class_count_table, published, task_names
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOKS = sorted(ROOT.glob("find_*/analyze.ipynb"))
+NOTEBOOKS = [ROOT / task / "analyze.ipynb" for task in task_names()]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.parent.name for p in NOTEBOOKS])
@@ -53,8 +53,8 @@ def test_notebook_executes(path, monkeypatch):
         assert "where 9 keys sit one value above" in text_of(outputs)
 
 
-def test_both_tasks_have_notebooks():
-    assert {p.parent.name for p in NOTEBOOKS} == {"find_min", "find_median"}
+def test_every_task_has_a_notebook():
+    assert len(NOTEBOOKS) >= 2 and all(path.is_file() for path in NOTEBOOKS)
 
 
 def train_tiny(task_name, tmp_path, **overrides):

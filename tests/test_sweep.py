@@ -77,3 +77,13 @@ def test_parse_seeds():
     assert parse_seeds("0-3") == [0, 1, 2, 3] and parse_seeds("7") == [7] and parse_seeds("0,2,5-6") == [0, 2, 5, 6]
     with pytest.raises(ValueError):
         parse_seeds("3-1")
+
+
+def test_a_named_recipe_sets_the_hyperparameters_and_the_name(tmp_path):
+    from shared.sweep import parse_args
+    *_, params, _ = parse_args(["find_min", "--seeds=0-1", "--recipe=two_heads", "--lr=0.01", f"--folder={tmp_path}"])
+    assert params["n_heads"] == 2 and params["lr"] == 0.01
+    _, _, _, _, params, _ = parse_args(["find_median", "--seeds=0", "--recipe=averaging", f"--folder={tmp_path}"])
+    assert params["uniform_attention"] is True and params["out"] == "checkpoints/model.pt"  # out is the sweep's
+    with pytest.raises(SystemExit, match="--recipe=wide: no find_min/recipes/wide.py; known: two_heads"):
+        parse_args(["find_min", "--seeds=0", "--recipe=wide"])

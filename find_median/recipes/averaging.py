@@ -1,0 +1,9 @@
+# The averaging baseline the notebook and README compare with: one head whose attention is frozen uniform, so
+# the model can only average the list at SEP and read the median off that average.
+#   python find_median/training.py find_median/recipes/averaging.py
+n_layers = 1
+d_mlp = None
+uniform_attention = True
+max_steps = 3000
+snapshots = 0
+out = "checkpoints/averaging.pt"
