@@ -63,7 +63,7 @@ def claims(model, suite: dict, pairs, averaging=None, sample: int = 5000) -> dic
     the selecting head is the head of a later layer whose SEP attention lands most on the median. A model
     with one layer has no selecting head: its claims then show n/a and FAIL. pairs: median_swap_pairs(...)
     for the patching claims."""
-    uniform_name = next(name for name in suite if name.startswith("uniform ("))
+    uniform_name = suite.uniform_label
     tokens, targets = suite[uniform_name]
     few, few_targets = tokens[:sample], targets[:sample]
     cfg, n, V = model.cfg, tokens.shape[1] - 1, model.cfg.d_vocab_out
@@ -73,7 +73,7 @@ def claims(model, suite: dict, pairs, averaging=None, sample: int = 5000) -> dic
     inputs = sum(len(y) for _, y in suite.values())
     neighbours = round(sorted_neighbour_share(wrong, k) * len(wrong))
     claims = [
-        *accuracy_claims(accuracies, weakest),
+        *accuracy_claims(suite, accuracies, weakest),
         Claim("near_misses", f"mistakes that are not a sorted neighbour of the median, per input ({len(wrong)} "
               f"mistakes, {neighbours} of them neighbours)", (len(wrong) - neighbours) / inputs, "<=", 1e-4, "%"),
     ]
@@ -200,7 +200,7 @@ def median_reading(model, suite: dict, sel, predictions: dict, fit_size: int = 4
     whose picked value is a sorted neighbour of the median."""
     cfg, V = model.cfg, model.cfg.d_vocab_out
     name = f"L{sel[0]}H{sel[1]}"
-    task_n = next(iter(suite.values()))[0].shape[1] - 1
+    task_n = suite.uniform[0].shape[1] - 1
     gen = torch.Generator().manual_seed(11)
     values = torch.randint(0, V, (fit_size, task_n), generator=gen)
     tokens = torch.cat([values, torch.full((fit_size, 1), V)], 1)
@@ -233,7 +233,7 @@ def median_reading(model, suite: dict, sel, predictions: dict, fit_size: int = 4
                  zip(x[miss], y[miss].tolist(), picked[miss].tolist())]
         unexplained[family] = (len(wrong), sorted_neighbour_share(wrong, task_n // 2))
     return {"explained": explained, "on median": on_median, "on top key": on_top_key,
-            "select-copy components": select_copy, "algorithm": algorithm, "unexplained": unexplained,
+            "select-copy components": select_copy, "algorithm": suite.like(algorithm), "unexplained": unexplained,
             "last MLP reads": reads}
 
 
@@ -273,7 +273,7 @@ def reading_claims(model, reading, sel) -> list:
     value, worst = {}, "none"
     if reading:
         algorithm = reading["algorithm"]
-        uniform, worst = next(iter(algorithm)), min(algorithm, key=algorithm.get)
+        uniform, worst = algorithm.uniform_label, min(algorithm, key=algorithm.get)
         value.update(select_output=algorithm[uniform], select_output_worst=algorithm[worst])
         if cfg.d_mlp:
             explained, reads = reading["explained"], reading["last MLP reads"]

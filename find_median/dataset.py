@@ -76,13 +76,13 @@ def adversarial(size, n, V, gen):
     two = torch.randint(0, V, (size, 2), generator=gen)
     pick = torch.randint(0, 2, (size, n), generator=gen)
     return {
-        "near tie (m-1 below, m+1 above)": shuffle_rows(tight, gen),
-        "extremes (0s, V-1s and the median)": shuffle_rows(extremes, gen),
-        "median first": edge,
-        "median last": edge.flip(1),
-        "two distinct values": two.gather(1, pick),
-        "skewed (k+1 copies of the median, rest above)": shuffle_rows(
-            around(m, n, V, gen, below=torch.zeros_like(m)), gen),
+        "near_tie": ("near tie (m-1 below, m+1 above)", shuffle_rows(tight, gen)),
+        "extremes": ("extremes (0s, V-1s and the median)", shuffle_rows(extremes, gen)),
+        "median_first": ("median first", edge),
+        "median_last": ("median last", edge.flip(1)),
+        "two_values": ("two distinct values", two.gather(1, pick)),
+        "skewed": ("skewed (k+1 copies of the median, rest above)",
+                   shuffle_rows(around(m, n, V, gen, below=torch.zeros_like(m)), gen)),
     }
 
 

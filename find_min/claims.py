@@ -22,7 +22,7 @@ SAMPLE = 20000  # uniform lists for the attention, ablation and algorithm claims
 
 def uniform_lists(suite, sample: int = SAMPLE):
     """(tokens, targets) of the suite's fresh uniform lists, and the first `sample` of them."""
-    tokens, targets = suite[next(name for name in suite if name.startswith("uniform ("))]
+    tokens, targets = suite.uniform
     return (tokens, targets), (tokens[:sample], targets[:sample])
 
 
@@ -39,7 +39,7 @@ def correctness(model, suite, task, predictions, accuracies, weakest, verificati
     decide it (shared.verify)."""
     errors = sum((predictions[name] != y).sum().item() for name, (_, y) in suite.items())
     inputs = sum(len(y) for _, y in suite.values())
-    return [*accuracy_claims(accuracies, weakest),
+    return [*accuracy_claims(suite, accuracies, weakest),
             Claim("errors", f"share of wrong answers over all {inputs:,} inputs ({errors:,} wrong)", errors / inputs,
                   "<=", 0.001, "%"),
             *verification_claims(verification)]
@@ -50,7 +50,7 @@ def selection(model, suite, layer, head) -> list:
     """Section 2: the head puts SEP's attention on the minimum, on uniform lists and on near ties."""
     _, (few, few_targets) = uniform_lists(suite)
     name = f"L{layer}H{head}"
-    near_x, near_y = suite["near tie (others = min + 1)"]
+    near_x, near_y = suite.of("near_tie")
     return [
         Claim("selects", f"{name} (the head most on the minimum) puts SEP's attention on the minimum, uniform lists",
               sep_attention_on(model, few, few_targets)[layer, head].item(), ">=", 0.9),
@@ -115,7 +115,7 @@ def causal_checks(model, suite, layer, head) -> list:
 def algorithm(model, suite, predictions, layer, head) -> list:
     """Section 6: select-then-copy reproduces the model (read off the weights where the architecture allows)."""
     (tokens, _), _ = uniform_lists(suite)
-    uniform_name = next(name for name in suite if name.startswith("uniform ("))
+    uniform_name = suite.uniform_label
     name = f"L{layer}H{head}"
     if C.is_one_head_attention_only(model):
         predicted, _ = C.select_and_copy_from_weights(model, tokens)  # cheap: no forward pass

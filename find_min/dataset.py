@@ -44,12 +44,12 @@ def adversarial(size, n, V, gen):
     near = with_min(a, n, V, gen, above=(a[:, None] + 1).expand(size, n - 1))
     first = with_min(torch.randint(0, V, (size,), generator=gen), n, V, gen)
     return {
-        "near tie (others = min + 1)": shuffle_rows(near, gen),
-        "near tie, min first": near,
-        "near tie, min last": near.flip(1),
-        "min first": first,
-        "min last": first.flip(1),
-        "top of range (values >= V - 8)": V - 8 + torch.randint(0, 8, (size, n), generator=gen),
+        "near_tie": ("near tie (others = min + 1)", shuffle_rows(near, gen)),
+        "near_tie_min_first": ("near tie, min first", near),
+        "near_tie_min_last": ("near tie, min last", near.flip(1)),
+        "min_first": ("min first", first),
+        "min_last": ("min last", first.flip(1)),
+        "top_of_range": ("top of range (values >= V - 8)", V - 8 + torch.randint(0, 8, (size, n), generator=gen)),
     }
 
 

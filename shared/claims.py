@@ -90,11 +90,10 @@ def qk_spread(model, head, n) -> float:
     return (scores.max() - scores.min()).item()
 
 
-def accuracy_claims(accuracies: dict, weakest: str) -> list:
-    """Right on fresh uniform lists (>= 99.9%) and on every family (>= 99%), as the recipe promises."""
-    uniform_name = next(name for name in accuracies if name.startswith("uniform ("))
-    return [Claim("accuracy", f"accuracy on {uniform_name[len('uniform ('):-1]} fresh uniform lists",
-                  accuracies[uniform_name], ">=", 0.999, "%"),
+def accuracy_claims(suite, accuracies: dict, weakest: str) -> list:
+    """Right on the suite's fresh uniform lists (>= 99.9%) and on every family (>= 99%), as the recipe promises."""
+    return [Claim("accuracy", f"accuracy on {len(suite.uniform[1]):,} fresh uniform lists",
+                  accuracies[suite.uniform_label], ">=", 0.999, "%"),
             Claim("weakest_family", f"accuracy on the weakest family ({weakest})", accuracies[weakest], ">=", 0.99, "%")]
 
 
@@ -206,7 +205,7 @@ def faithfulness_claims(results, circuit: str, threshold: float, key: str = "fai
     """Two rows from shared.faithfulness.faithfulness_by_family: the share of loss the circuit recovers on
     uniform lists, and on the family where it recovers least (every other path resampled from the same family).
     results None: the circuit does not exist in this model; both rows n/a, with `note` saying why."""
-    uniform = next(name for name in results if name.startswith("uniform")) if results else None
+    uniform = results.uniform_label if results else None
     worst = F.weakest_family(results) if results else None
     recovered = lambda family: results[family]["loss recovered"] if results else None
     return [Claim(f"{key}_uniform", f"{circuit}: loss recovered on uniform lists (all else resampled)",
@@ -258,12 +257,14 @@ def mlp_input_shares(model, tokens, layer) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ formation
-def formation_series(snapshots, task, suite: dict, family_names, measures) -> tuple:
+def formation_series(snapshots, task, suite, family_keys, measures) -> tuple:
     """(series, marks): shared.progress.track over the snapshots, on 500 lists of each of the task's
-    families named, with 2,000 of the suite's uniform lists as probe; and the formation step of each of
-    `measures` that the model has (shared.progress.formation_step)."""
-    families = {f: (x[:500], y[:500]) for f, (x, y) in task.families().items() if f in family_names}
-    series = track(snapshots, families, (suite["uniform"][0][:2000], suite["uniform"][1][:2000]))
+    families named by key (measures are named by their labels), with 2,000 of the suite's uniform lists as
+    probe; and the formation step of each of `measures` that the model has (shared.progress.formation_step)."""
+    draw = task.families()
+    families = {draw.label(key): (x[:500], y[:500]) for key in family_keys for x, y in [draw.of(key)]}
+    probe = suite.of("uniform")
+    series = track(snapshots, families, (probe[0][:2000], probe[1][:2000]))
     marks = {m: formation_step(series["step"], series[m]) for m in measures if m in series}
     return series, marks
 

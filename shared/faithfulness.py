@@ -192,12 +192,13 @@ def attention_on_keys(head, positions, P) -> dict:
 @torch.no_grad()
 def faithfulness_by_family(model, suite: dict, circuit, attention_of=None, size=2000, seed=0) -> dict:
     """{family: faithfulness(...)} on the first `size` inputs of every family of the suite; attention_of(tokens,
-    targets) gives the `attention` for those inputs (e.g. partial(attention_on_answer, "L0H0")), or None."""
+    targets) gives the `attention` for those inputs (e.g. partial(attention_on_answer, "L0H0")), or None. The
+    results keep the suite's family keys (shared.tasks.Families)."""
     found = {}
     for name, (tokens, targets) in suite.items():
         x, y = tokens[:size], targets[:size]
         found[name] = faithfulness(model, x, y, circuit, attention_of(x, y) if attention_of else None, seed)
-    return found
+    return suite.like(found)
 
 
 def weakest_family(results: dict) -> str:

@@ -230,7 +230,7 @@ def spread_table(rows: list, measures=None) -> str:
 
 def faithfulness_sentence(description: str, results: dict) -> str:
     """One line from class_faithfulness: loss recovered on uniform lists and on the family where it is least."""
-    uniform = next(name for name in results if name.startswith("uniform"))
+    uniform = results.uniform_label
     worst = weakest_family(results)
     return (f"The class's explanation as a circuit ({description}) recovers "
             f"{results[uniform]['loss recovered']:.2%} of the loss on uniform lists and "
@@ -240,7 +240,7 @@ def faithfulness_sentence(description: str, results: dict) -> str:
 
 def measures_on(model, suite: dict) -> dict:
     """mechanism_measures on the first MEASURE_LISTS uniform lists of an evaluation suite (the sweep's lists)."""
-    tokens, targets = next(iter(suite.values()))
+    tokens, targets = suite.uniform
     return mechanism_measures(model, tokens[:MEASURE_LISTS], targets[:MEASURE_LISTS])
 
 
@@ -277,7 +277,7 @@ def explain_others(recipes: dict, my_class: str, task_factory, mechanisms) -> st
             model = load_checkpoint(path, task=task_factory().name)
             suite = evaluation_suite(task_factory(model.cfg.n_ctx - 1, model.cfg.d_vocab_out),
                                      uniform_size=MEASURE_LISTS)
-            tokens, targets = next(iter(suite.values()))
+            tokens, targets = suite.uniform
             roles = component_roles(model, tokens, targets)
             explained = describe_class(model, suite, mechanisms)["faithfulness"]
             parts.append(f"**{name}**: representative `{path.name}` ({recipe_name} recipe). What the class computes: "

@@ -44,7 +44,7 @@ from .checkpoint import CheckpointError, load_checkpoint
 from .cli import apply_overrides, hyperparameters, recipe_overrides
 from .experiment import CLI_LIMITS, SEED_MAX, StopSignals, check_writable, make_task
 from .mechanisms import classify, measures_on
-from .tasks import evaluation_suite, family_accuracies
+from .tasks import evaluation_suite, family_accuracies, fresh_uniform_label
 from .verify import verify
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -395,7 +395,7 @@ def publish(folder: Path, rows: list, name: str, out: Path) -> list:
 
 def markdown(rows: list) -> str:
     """Per seed: uniform accuracy, the weakest family, steps and seconds to the target."""
-    uniform = next(k for k in rows[0] if k.startswith("uniform ("))
+    uniform = fresh_uniform_label()  # summary_row's suite: evaluation_suite's defaults
     lines = [f"| seed | {uniform} | weakest family | weakest accuracy | target reached | steps | seconds to target |",
              "|---:|---:|---|---:|---|---:|---:|"]
     for r in rows:

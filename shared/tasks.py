@@ -34,12 +34,59 @@ def uniform_below(high, n, gen):
     return (torch.rand(len(high), n, generator=gen) * (high[:, None] + 1)).long()
 
 
+UNIFORM_SIZE = 100_000  # fresh uniform lists in an evaluation suite
+
+
+def fresh_uniform_label(size: int = UNIFORM_SIZE) -> str:
+    """The display label of an evaluation suite's fresh uniform sample: 'uniform (100,000)'."""
+    return f"uniform ({size:,})"
+
+
+class Families(dict):
+    """Evaluation families as {display label: (tokens, targets)}, in the order they are reported, with a short
+    key beside each label: code asks for a family by key (families.of("near_tie")) and never parses a label.
+    `uniform` is the suite's fresh uniform sample (evaluation_suite), else the family of uniform lists."""
+
+    def __init__(self, items=(), labels=None, fresh=None):
+        super().__init__(items)
+        self.labels = dict(labels or {})  # key -> label
+        self.fresh = fresh  # the key of the fresh uniform sample, in an evaluation suite
+
+    def label(self, key) -> str:
+        if key not in self.labels:
+            raise KeyError(f"no family {key!r}; known: {', '.join(self.labels)}")
+        return self.labels[key]
+
+    def of(self, key):
+        return self[self.label(key)]
+
+    @property
+    def uniform_label(self) -> str:
+        return self.label(self.fresh or "uniform")
+
+    @property
+    def uniform(self):
+        return self[self.uniform_label]
+
+    def like(self, values: dict) -> "Families":
+        """Other values ({label: ...}, e.g. accuracies or faithfulness results) with these families' keys."""
+        return Families(values, self.labels, self.fresh)
+
+    def head(self, size: int) -> "Families":
+        """The first `size` inputs of every family."""
+        return self.like({label: (x[:size], y[:size]) for label, (x, y) in self.items()})
+
+
+COMMON_FAMILIES = {"uniform": "uniform", "balanced": "every answer equally often", "all_equal": "all equal",
+                   "sorted_ascending": "sorted ascending", "sorted_descending": "sorted descending"}
+
+
 @dataclass
 class ListTask:
     """A task on lists of n values in 0..V-1.
 
     answer(values) -> targets; balanced(size, n, V, gen) -> values whose answers are uniform over 0..V-1;
-    adversarial(size, n, V, gen) -> {family name: values} of the inputs this task finds hard;
+    adversarial(size, n, V, gen) -> {family key: (display label, values)} of the inputs this task finds hard;
     hard(size, n, V, gen) -> values of the hard kind, drawn broadly enough to train on.
     order_statistic: k when the answer is the k-th smallest value (0-based), which shared.verify can decide
     from the weights; None for any other answer.
@@ -65,19 +112,21 @@ class ListTask:
                             self.hard(batch_size - 2 * third, self.n, self.V, gen)])
         return self.batch(values)
 
-    def families(self, size: int = 2000, seed: int = 0) -> dict:
-        """{name: (tokens, targets)}: the evaluation families every task reports, then its own."""
+    def families(self, size: int = 2000, seed: int = 0) -> Families:
+        """The evaluation families every task reports (COMMON_FAMILIES), then its own, as Families."""
         gen = torch.Generator().manual_seed(seed)
         n, V = self.n, self.V
         values = {
             "uniform": uniform_values(size, n, V, gen),
-            "every answer equally often": self.balanced(size, n, V, gen),
-            "all equal": torch.randint(0, V, (size, 1), generator=gen).expand(size, n).clone(),
-            "sorted ascending": uniform_values(size, n, V, gen).sort(1).values,
-            "sorted descending": uniform_values(size, n, V, gen).sort(1, descending=True).values,
+            "balanced": self.balanced(size, n, V, gen),
+            "all_equal": torch.randint(0, V, (size, 1), generator=gen).expand(size, n).clone(),
+            "sorted_ascending": uniform_values(size, n, V, gen).sort(1).values,
+            "sorted_descending": uniform_values(size, n, V, gen).sort(1, descending=True).values,
         }
-        values.update(self.adversarial(size, n, V, gen))
-        return {name: self.batch(v) for name, v in values.items()}
+        labels = dict(COMMON_FAMILIES)
+        for key, (label, family) in self.adversarial(size, n, V, gen).items():
+            labels[key], values[key] = label, family
+        return Families({labels[key]: self.batch(v) for key, v in values.items()}, labels)
 
 
 def family_accuracies(model, families: dict) -> dict:
@@ -85,13 +134,15 @@ def family_accuracies(model, families: dict) -> dict:
     return {name: evaluate(model, tokens, targets)[1] for name, (tokens, targets) in families.items()}
 
 
-def evaluation_suite(task: ListTask, size: int = 2000, uniform_size: int = 100_000, seed: int = 1) -> dict:
-    """The families the README and notebooks report: `uniform_size` fresh uniform lists, then every family
-    of task.families(size). Seeded apart from training (seed 0 is the training-time report)."""
+def evaluation_suite(task: ListTask, size: int = 2000, uniform_size: int = UNIFORM_SIZE, seed: int = 1) -> Families:
+    """The families the README and notebooks report: `uniform_size` fresh uniform lists (key "fresh", the suite's
+    `uniform`), then every family of task.families(size). Seeded apart from training (seed 0 is the
+    training-time report)."""
     gen = torch.Generator().manual_seed(seed + 7919)
-    suite = {f"uniform ({uniform_size:,})": task.batch(uniform_values(uniform_size, task.n, task.V, gen))}
-    suite.update(task.families(size, seed))
-    return suite
+    families = task.families(size, seed)
+    label = fresh_uniform_label(uniform_size)
+    return Families({label: task.batch(uniform_values(uniform_size, task.n, task.V, gen)), **families},
+                    {"fresh": label, **families.labels}, fresh="fresh")
 
 
 def accuracy_table(models, families: dict) -> str:

@@ -8,6 +8,7 @@ from handbuilt import median_batch, median_mlp_decoder_model, median_selector_mo
 from shared.faithfulness import (attention_on_answer, attention_on_keys, circuit_of, components, faithfulness, faithfulness_by_family,
                                  faithfulness_table, other_inputs, receivers, run_circuit)
 from shared.model import Config, Transformer
+from shared.tasks import Families
 from shared.train import evaluate
 
 
@@ -61,7 +62,7 @@ def test_a_forced_pattern_as_the_explanation():
 def test_mlp_decoder_needs_both_components_and_by_family_table():
     model = median_mlp_decoder_model()
     tokens, targets = median_batch(1000)
-    suite = {"a": (tokens, targets), "b": median_batch(1000, seed=1)}
+    suite = Families({"a": (tokens, targets), "b": median_batch(1000, seed=1)}, {"a": "a", "b": "b"})
     results = faithfulness_by_family(model, suite, circuit_of(model, ["MLP 0"]))
     assert all(r["loss recovered"] < 0.5 for r in results.values())
     assert faithfulness_table(results).count("\n") == 3

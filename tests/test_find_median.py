@@ -79,7 +79,7 @@ def test_claims_are_the_notebooks(claims):
 
 def test_l1_median_by_brute_force(suite):
     """Independent check of the identity the averaging claims rest on: a loop over every candidate m."""
-    values = suite["uniform"][0][:300, :-1].tolist()
+    values = suite.of("uniform")[0][:300, :-1].tolist()
     for row in values:
         best = min(range(64), key=lambda m: (sum(abs(x - m) for x in row), m))
         assert best == sorted(row)[3]
@@ -87,7 +87,7 @@ def test_l1_median_by_brute_force(suite):
 
 def test_selection_reads_the_real_attention(model, suite):
     """Independent check of select-then-copy's first step: its chosen key is the argmax of the real pattern."""
-    tokens = suite["uniform"][0][:500]
+    tokens = suite.of("uniform")[0][:500]
     _, chosen = C.select_and_copy_from_activations(model, tokens, layer=1, head=0)
     _, cache = model.run_with_cache(tokens, names_filter="blocks.1.attn.hook_pattern")
     assert torch.equal(chosen, cache["pattern", 1][:, 0, -1, :-1].argmax(-1))
@@ -96,7 +96,7 @@ def test_selection_reads_the_real_attention(model, suite):
 def test_completed_algorithm_by_the_real_pattern(model, suite, claims):
     """Independent check of the 'select_output' claim: the value at the real pattern's argmax key, against the
     model's answer, on the same 20,000 uniform lists."""
-    tokens = suite["uniform (100,000)"][0][:20000]
+    tokens = suite.uniform[0][:20000]
     _, cache = model.run_with_cache(tokens, names_filter="blocks.1.attn.hook_pattern")
     picked = tokens[torch.arange(len(tokens)), cache["pattern", 1][:, 0, -1, :-1].argmax(-1)]
     agreement = (picked == model(tokens)[:, -1].argmax(-1)).float().mean().item()
@@ -105,7 +105,7 @@ def test_completed_algorithm_by_the_real_pattern(model, suite, claims):
 
 def test_direct_logits_sum_to_the_logits(model, suite):
     """Independent check of the direct-logit claims: the components' contributions add up to the real logit."""
-    tokens, targets = suite["uniform"][0][:300], suite["uniform"][1][:300]
+    tokens, targets = suite.of("uniform")[0][:300], suite.of("uniform")[1][:300]
     names, contributions = C.direct_logit_attribution(model, tokens, targets)
     logits = model(tokens)[:, -1].gather(1, targets[:, None])[:, 0]
     assert torch.allclose(contributions.sum(0), logits, atol=1e-3)
@@ -115,8 +115,8 @@ def test_formation_order_of_section_7(model, suite):
     """Section 7's claim on the committed snapshots (the notebook's inputs): layer 1's selection forms no later
     than accuracy on near ties, which it makes possible."""
     snapshots = load_snapshots(ROOT / "find_median/checkpoints/model.snapshots.pt", run_id=model.metadata["run_id"])
-    near = "near tie (m-1 below, m+1 above)"
-    _, marks = formation_series(snapshots, task(), suite, [near],
+    near = suite.label("near_tie")
+    _, marks = formation_series(snapshots, task(), suite, ["near_tie"],
                                 ["attention on answer: L1H0", f"accuracy: {near}"])
     assert formation_claim(marks, "attention on answer: L1H0", f"accuracy: {near}").holds, marks
 

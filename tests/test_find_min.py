@@ -36,7 +36,7 @@ def test_dataset_format():
     tokens, targets = T.sample_batch(30000, torch.Generator().manual_seed(0))
     assert set(targets.tolist()) == set(range(64))  # every answer value is trained on
     assert (torch.bincount(targets, minlength=64) > 30000 / 64 / 4).all()
-    near = T.families(size=300)["near tie (others = min + 1)"][0][:, :-1]
+    near = T.families(size=300).of("near_tie")[0][:, :-1]
     assert ((near == near.min(1, keepdim=True).values).sum(1) == 1).all()
     assert ((near - near.min(1, keepdim=True).values).max(1).values == 1).all()
 
@@ -64,7 +64,7 @@ def test_claims_are_the_notebooks(claims):
 
 def test_full_qk_circuit_equals_the_real_scores(model, suite):
     """Independent check of the QK claims: the weights-only scores are the scores the model computes."""
-    tokens = suite["uniform"][0][:200]
+    tokens = suite.of("uniform")[0][:200]
     _, cache = model.run_with_cache(tokens, names_filter="blocks.0.attn.hook_attn_scores")
     qk = C.full_qk_circuit(model, 0, query_token=64, query_pos=10, key_positions=range(10))
     assert torch.allclose(cache["attn_scores", 0][:, 0, -1, :-1], qk[torch.arange(10), tokens[:, :-1]], atol=1e-4)
@@ -73,7 +73,7 @@ def test_full_qk_circuit_equals_the_real_scores(model, suite):
 def test_weights_only_algorithm_equals_forcing_the_pattern(model, suite):
     """Independent check of the algorithm claim: the weights-only logits are what the model computes when its
     attention is forced one-hot onto the chosen key."""
-    tokens = suite["uniform"][0][:500]
+    tokens = suite.of("uniform")[0][:500]
     predicted, chosen = C.select_and_copy_from_weights(model, tokens)
     forced = model.run_with_hooks(tokens, [C.attend_only_to(0, 0, chosen)])[:, -1].argmax(-1)
     assert torch.equal(predicted, forced)
@@ -102,7 +102,7 @@ def test_a_barely_trained_model_fails_claims(tmp_path, suite):
     from shared.experiment import run_training
     p = {**hyperparameters(vars(training)), "max_steps": 60, "snapshots": 0, "device": "cpu"}
     young, _ = run_training(task(), p, tmp_path / "young.pt", progress=False)
-    small = {name: (x[:2000], y[:2000]) for name, (x, y) in suite.items()}
+    small = suite.head(2000)
     failing = {c.key for c in find_min_claims(young, small, task())["claims"] if not c.holds}
     assert {"accuracy", "weakest_family", "algorithm", "proved"} <= failing
 

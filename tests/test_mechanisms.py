@@ -16,7 +16,7 @@ from shared.mechanisms import (UNCLASSIFIED, class_faithfulness, class_legend, c
                                roles_table, spread_table, spread_tables)
 from shared.model import Config, Transformer
 from shared.sweep import ROOT, class_count_table, class_counts, counts_sentence, published, task_names
-from shared.tasks import evaluation_suite
+from shared.tasks import Families, evaluation_suite
 from shared.train import evaluate
 from shared.verify import verify
 
@@ -53,7 +53,7 @@ def test_a_soft_hand_built_selector_is_named_soft():
     name = classify(measures, median_mechanisms.MECHANISMS)
     assert name == "selects softly in layer 1"
     description, results = class_faithfulness(model, mechanism_of(name, median_mechanisms.MECHANISMS), measures,
-                                              {"u": (tokens, targets)})
+                                              Families({"u": (tokens, targets)}, {"uniform": "u"}))
     assert "nearest values" in description and results["u"]["loss recovered"] >= 0.95
 
 
@@ -83,11 +83,11 @@ def test_class_faithfulness_of_the_right_and_a_wrong_explanation():
     model = median_selector_model(distractor=True)
     measures = mechanism_measures(model, tokens, targets)
     right = mechanism_of(classify(measures, median_mechanisms.MECHANISMS), median_mechanisms.MECHANISMS)
-    description, results = class_faithfulness(model, right, measures, {"u": (tokens, targets)})
+    description, results = class_faithfulness(model, right, measures, Families({"u": (tokens, targets)}, {"uniform": "u"}))
     assert "selector attending only to the answer" in description
     assert results["u"]["loss recovered"] == pytest.approx(1.0, abs=0.01)
     averaging = median_mechanisms.MECHANISMS[2]  # "layer-0 heads alone": wrong for this model
-    _, results = class_faithfulness(model, averaging, measures, {"u": (tokens, targets)})
+    _, results = class_faithfulness(model, averaging, measures, Families({"u": (tokens, targets)}, {"uniform": "u"}))
     assert results["u"]["loss recovered"] < 0.5
 
 

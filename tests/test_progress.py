@@ -71,7 +71,7 @@ def test_short_run_snapshots_show_learning(tmp_path):
     snapshots = load_snapshots(tmp_path / "model.snapshots.pt")
     assert len(snapshots) >= 5 and snapshots[0][0] == 0
     probe = T.batch(T.balanced(1000, 4, 16, torch.Generator().manual_seed(1)))
-    series = track(snapshots, {"uniform": T.families(500)["uniform"]}, probe)
+    series = track(snapshots, {"uniform": T.families(500).of("uniform")}, probe)
     assert series["step"] == [s for s, _ in snapshots]
     first, last = series["attention on answer: L0H0"][0], series["attention on answer: L0H0"][-1]
     assert last > first + 0.4  # attention on the minimum rises

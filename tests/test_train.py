@@ -7,7 +7,7 @@ from shared.train import evaluate, lr_at, train
 
 # A tiny task for the loop itself: the answer is the first value of the list.
 COPY_FIRST = ListTask("copy_first", answer=lambda v: v[:, 0], balanced=uniform_values,
-                      adversarial=lambda size, n, V, gen: {"shuffled": shuffle_rows(uniform_values(size, n, V, gen), gen)},
+                      adversarial=lambda size, n, V, gen: {"shuffled": ("shuffled", shuffle_rows(uniform_values(size, n, V, gen), gen))},
                       hard=uniform_values, n=3, V=6)
 CFG = Config(n_layers=1, n_heads=1, d_model=16, d_head=16, n_ctx=4, d_vocab=7, d_vocab_out=6, seed=0)
 
