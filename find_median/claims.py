@@ -3,15 +3,13 @@ MLP 0, a selecting head that reads it, the last MLP), the averaging baseline's i
 MLPs (section 5b). `claims(model, suite, pairs, averaging)` computes every row the notebook shows;
 tests/test_find_median.py calls the same function, so a claim is computed in one place.
 """
-from functools import partial
-
 import torch
 
 from shared import circuits as C
 from shared import faithfulness as F
-from shared.claims import (Claim, accuracy_claims, direct_logit_agreement, faithfulness_claims, head_ablated_accuracy,
-                           heads, mlp_ablated_accuracy, mlp_input_shares, ov_matrix, ov_note, patched_fraction,
-                           qk_spread, sep_attention_on, suite_accuracies)
+from shared.claims import (Claim, accuracy_claims, direct_logit_agreement, faithfulness_claims, heads,
+                           mlp_input_shares, ov_matrix, ov_note, patched_fraction, qk_spread, suite_accuracies)
+from shared.components import components, head_name, mlp_name
 from shared.tasks import answer_positions, mistakes
 
 EDGE = 8  # "near the ends of the range": medians and OV rows within EDGE values of 0 or V-1
@@ -79,13 +77,13 @@ def claims(model, suite: dict, pairs, averaging=None, sample: int = 5000) -> dic
     ]
     if averaging is not None:
         claims += averaging_claims(averaging, tokens[:20000], targets[:20000])
-    on_median = sep_attention_on(model, few, few_targets)
+    on_median = C.attention_on(model, few, answer_positions(few, few_targets))
     share = answer_positions(few, few_targets).float().sum(1).mean().item() / (n + 1)
     spreads = {h: qk_spread(model, h, n) for h in range(cfg.n_heads)}
     avg_head = (0, min(spreads, key=spreads.get))
     later = [(l, h) for l, h in heads(model) if l >= 1]
     sel = max(later, key=lambda lh: on_median[lh].item()) if later else None
-    an, sn = f"L{avg_head[0]}H{avg_head[1]}", (f"L{sel[0]}H{sel[1]}" if sel else "a later-layer head")
+    an, sn = head_name(*avg_head), (head_name(*sel) if sel else "a later-layer head")
     _, cache = model.run_with_cache(few, names_filter=lambda name: name.endswith("hook_pattern"))
     rows = torch.arange(len(few))
     picks = None if sel is None else (few[rows, cache["pattern", sel[0]][:, sel[1], -1, :-1].argmax(-1)]
@@ -99,19 +97,19 @@ def claims(model, suite: dict, pairs, averaging=None, sample: int = 5000) -> dic
               None if sel is None else on_median[sel].item(), ">=", 0.5,
               note="" if sel else "one layer: no later head"),
         Claim("selects_argmax", f"{sn}'s most-attended value is the median", picks, ">=", 0.9, "%"),
-        Claim("ablate_avg", f"{an} mean-ablated: accuracy", head_ablated_accuracy(model, few, few_targets, *avg_head),
+        Claim("ablate_avg", f"{an} mean-ablated: accuracy", C.ablated_accuracy(model, few, few_targets, [an]),
               "<", 0.5, "%"),
         Claim("ablate_sel", f"{sn} mean-ablated: accuracy",
-              None if sel is None else head_ablated_accuracy(model, few, few_targets, *sel), "<", 0.5, "%"),
+              None if sel is None else C.ablated_accuracy(model, few, few_targets, [sn]), "<", 0.5, "%"),
     ]
     has_mlp = cfg.d_mlp is not None
     claims += [
         Claim("ablate_mlp0", "MLP 0 mean-ablated: accuracy (MLP 0 is needed)",
-              mlp_ablated_accuracy(model, few, few_targets, 0) if has_mlp else None, "<", 0.9, "%",
+              C.ablated_accuracy(model, few, few_targets, [mlp_name(0)]) if has_mlp else None, "<", 0.9, "%",
               note="" if has_mlp else "no MLPs"),
         Claim("ablate_last_mlp", f"MLP {cfg.n_layers - 1} mean-ablated: accuracy (the head's copy alone still gives "
               "most answers)",
-              mlp_ablated_accuracy(model, few, few_targets, cfg.n_layers - 1) if has_mlp and cfg.n_layers > 1
+              C.ablated_accuracy(model, few, few_targets, [mlp_name(cfg.n_layers - 1)]) if has_mlp and cfg.n_layers > 1
               else None, ">=", 0.8, "%", note="" if has_mlp else "no MLPs"),
     ]
     z = lambda lh, position: patched_fraction(model, pairs, f"blocks.{lh[0]}.attn.hook_z", position, lh[1])
@@ -124,10 +122,9 @@ def claims(model, suite: dict, pairs, averaging=None, sample: int = 5000) -> dic
         Claim("patch_changed", f"either head's output at the changed position {changed}, patched: at most",
               max(at_changed) if at_changed else None, "<=", 0.1),
     ]
-    last_mlp = [f"blocks.{cfg.n_layers - 1}.hook_mlp_out"] if has_mlp else []
-    sel_result = None if sel is None else (f"blocks.{sel[0]}.attn.hook_result", sel[1])
-    l0_parts = [("blocks.0.attn.hook_result", h) for h in range(cfg.n_heads)] + (["blocks.0.hook_mlp_out"]
-                                                                                   if has_mlp else [])
+    last_mlp = [mlp_name(cfg.n_layers - 1)] if has_mlp else []
+    sel_result = None if sel is None else sn
+    l0_parts = [head_name(0, h) for h in range(cfg.n_heads)] + ([mlp_name(0)] if has_mlp else [])
     claims += [
         Claim("dla_sel", f"{sn}'s direct logits alone give the model's answer",
               None if sel is None else direct_logit_agreement(model, few, [sel_result]), ">=", 0.9, "%"),
@@ -199,7 +196,7 @@ def median_reading(model, suite: dict, sel, predictions: dict, fit_size: int = 4
     its value', agreement with the model per family, and where it disagrees: how many inputs, and the share
     whose picked value is a sorted neighbour of the median."""
     cfg, V = model.cfg, model.cfg.d_vocab_out
-    name = f"L{sel[0]}H{sel[1]}"
+    name = head_name(*sel)
     task_n = suite.uniform[0].shape[1] - 1
     gen = torch.Generator().manual_seed(11)
     values = torch.randint(0, V, (fit_size, task_n), generator=gen)
@@ -217,11 +214,13 @@ def median_reading(model, suite: dict, sel, predictions: dict, fit_size: int = 4
                      "histogram": C.variance_explained(histogram, cache[h][:, -1]),
                      "selected": C.variance_explained(onehot(selected), cache[h][:, -1])}
                  for l, h in enumerate(mlps)}
-    everything = F.circuit_of(model, F.components(model))
-    top_key = lambda x, y: F.attention_on_keys(name, C.select_and_copy_from_activations(model, x, *sel)[1], task_n)
-    on_median = F.faithfulness_by_family(model, suite, everything, partial(F.attention_on_answer, name))
+    everything = F.circuit_of(model, components(model))
+    top_key = lambda x, y: F.attend_only(name, torch.nn.functional.one_hot(
+        C.select_and_copy_from_activations(model, x, *sel)[1], task_n).bool())
+    on_median = F.faithfulness_by_family(model, suite, everything,
+                                         lambda x, y: F.attend_only(name, answer_positions(x, y)))
     on_top_key = F.faithfulness_by_family(model, suite, everything, top_key)
-    without_last_mlp = [c for c in F.components(model) if c != f"MLP {cfg.n_layers - 1}"]
+    without_last_mlp = [c for c in components(model) if c != mlp_name(cfg.n_layers - 1)]
     select_copy = F.faithfulness_by_family(model, suite, F.circuit_of(model, without_last_mlp)) if mlps else None
     algorithm, unexplained = {}, {}
     for family, (x, y) in suite.items():
@@ -267,7 +266,7 @@ def algorithm_table(reading) -> str:
 def reading_claims(model, reading, sel) -> list:
     """The claims of section 5b from median_reading (None: no selecting head to read; every row n/a)."""
     cfg = model.cfg
-    name = f"L{sel[0]}H{sel[1]}" if sel else "the selecting head"
+    name = head_name(*sel) if sel else "the selecting head"
     last = cfg.n_layers - 1
     note = "" if reading else "no selecting head without LayerNorm"
     value, worst = {}, "none"

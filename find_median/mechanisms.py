@@ -1,14 +1,14 @@
 """find_median's mechanism classes: the names shared.mechanisms.classify gives a model from its measures, the
 thresholds, and the circuit each class's explanation states (for its faithfulness)."""
-from shared.faithfulness import components
+from shared.components import components, is_mlp, parse
 from shared.mechanisms import SELECTOR_ON_ANSWER, Circuit, Mechanism, neighbourhood
 
 SELECTOR_ON_NEIGHBOURHOOD = Circuit("every path, the selector attending only to the answer and its nearest values "
                                     "either side", lambda model, selector: components(model), neighbourhood)
 LAYER0_HEADS_AND_MLPS = Circuit("layer-0 heads and every MLP (later heads resampled)", lambda model, selector: [
-    c for c in components(model) if c.startswith(("L0H", "MLP"))])
+    c for c in components(model) if parse(c)[0] == 0 or is_mlp(c)])
 LAYER0_HEADS = Circuit("layer-0 heads alone (everything else resampled)", lambda model, selector: [
-    c for c in components(model) if c.startswith("L0H")])
+    c for c in components(model) if parse(c)[0] == 0 and not is_mlp(c)])
 
 # The mechanism classes of shared.mechanisms.classify, checked in order. Each threshold sits in a gap between
 # clusters measured on 60 seeds of three recipes (across_seeds/*.csv: the default, --d_mlp=None and

@@ -6,15 +6,15 @@ lands most on the minimum), so every section runs on any model training.py can m
 only approximate. To add a claim, add a Claim to the section it belongs to.
 """
 import math
-from functools import partial
-
 import torch
 
 from shared import circuits as C
 from shared import faithfulness as F
-from shared.claims import (Claim, accuracy_claims, faithfulness_claims, head_ablated_accuracy, heads,
-                           most_frequent_answer_rate, off_by_one_share, one_hot_attention_accuracy, ov_matrix, ov_note,
-                           qk_summaries, qk_value_profile, sep_attention_on, suite_accuracies, verification_claims)
+from shared.claims import (Claim, accuracy_claims, faithfulness_claims, heads, most_frequent_answer_rate,
+                           off_by_one_share, one_hot_attention_accuracy, ov_matrix, ov_note, qk_summaries,
+                           qk_value_profile, suite_accuracies, verification_claims)
+from shared.components import head_name
+from shared.tasks import answer_positions
 from shared.verify import verify
 
 SAMPLE = 20000  # uniform lists for the attention, ablation and algorithm claims
@@ -29,7 +29,7 @@ def uniform_lists(suite, sample: int = SAMPLE):
 def selecting_head(model, suite) -> tuple:
     """(layer, head) whose attention from SEP lands most on the minimum, on uniform lists."""
     _, (few, few_targets) = uniform_lists(suite)
-    on_min = sep_attention_on(model, few, few_targets)
+    on_min = C.attention_on(model, few, answer_positions(few, few_targets))
     return max(heads(model), key=lambda lh: on_min[lh].item())
 
 
@@ -49,13 +49,13 @@ def correctness(model, suite, task, predictions, accuracies, weakest, verificati
 def selection(model, suite, layer, head) -> list:
     """Section 2: the head puts SEP's attention on the minimum, on uniform lists and on near ties."""
     _, (few, few_targets) = uniform_lists(suite)
-    name = f"L{layer}H{head}"
+    name = head_name(layer, head)
     near_x, near_y = suite.of("near_tie")
     return [
         Claim("selects", f"{name} (the head most on the minimum) puts SEP's attention on the minimum, uniform lists",
-              sep_attention_on(model, few, few_targets)[layer, head].item(), ">=", 0.9),
+              C.attention_on(model, few, answer_positions(few, few_targets))[layer, head].item(), ">=", 0.9),
         Claim("near_ties", f"{name} still gives the minimum most of SEP's attention on near ties",
-              sep_attention_on(model, near_x, near_y)[layer, head].item(), ">=", 0.5),
+              C.attention_on(model, near_x, answer_positions(near_x, near_y))[layer, head].item(), ">=", 0.5),
     ]
 
 
@@ -63,7 +63,7 @@ def selection(model, suite, layer, head) -> list:
 def qk_circuit(model, n, layer, head) -> list:
     """Section 3: the full QK score from SEP falls strictly with the key's value, by steps that win the softmax,
     and positions barely move it."""
-    name = f"L{layer}H{head}"
+    name = head_name(layer, head)
     scores, exact = qk_value_profile(model, layer, head, model.cfg.d_vocab_out, n)
     qk = qk_summaries(scores)
     note = "exact" if exact else "direct path only: not exact past layer 0"
@@ -84,7 +84,7 @@ def qk_circuit(model, n, layer, head) -> list:
 def ov_circuit(model, suite, layer, head) -> list:
     """Section 4: the full OV circuit copies the attended value to its own logit."""
     _, (few, _) = uniform_lists(suite)
-    name = f"L{layer}H{head}"
+    name = head_name(layer, head)
     ov = ov_matrix(model, layer, head, few)
     return [
         Claim("ov_diagonal", f"{name}'s full OV circuit copies: rows peaking on the attended value",
@@ -100,11 +100,11 @@ def ov_circuit(model, suite, layer, head) -> list:
 def causal_checks(model, suite, layer, head) -> list:
     """Section 5: without the head the model is at chance; with its attention forced onto the minimum it is right."""
     _, (few, few_targets) = uniform_lists(suite)
-    name = f"L{layer}H{head}"
+    name = head_name(layer, head)
     chance = most_frequent_answer_rate(few_targets)
     return [
         Claim("ablation", f"{name} mean-ablated: accuracy no better than always answering the most common minimum "
-              f"({chance:.2%}) + 5 points", head_ablated_accuracy(model, few, few_targets, layer, head), "<=",
+              f"({chance:.2%}) + 5 points", C.ablated_accuracy(model, few, few_targets, [name]), "<=",
               chance + 0.05, "%"),
         Claim("one_hot", f"{name}'s SEP attention forced one-hot onto the minimum: accuracy",
               one_hot_attention_accuracy(model, few, few_targets, layer, head), ">=", 0.999, "%"),
@@ -116,7 +116,7 @@ def algorithm(model, suite, predictions, layer, head) -> list:
     """Section 6: select-then-copy reproduces the model (read off the weights where the architecture allows)."""
     (tokens, _), _ = uniform_lists(suite)
     uniform_name = suite.uniform_label
-    name = f"L{layer}H{head}"
+    name = head_name(layer, head)
     if C.is_one_head_attention_only(model):
         predicted, _ = C.select_and_copy_from_weights(model, tokens)  # cheap: no forward pass
         how = "select-then-copy read off the weights alone (exact for this architecture)"
@@ -135,8 +135,9 @@ def algorithm(model, suite, predictions, layer, head) -> list:
 def faithfulness(model, suite, layer, head):
     """Section 6, 'how much does the explanation explain?': the head alone, attending only to the minimum,
     recovers the loss on every family. Returns (claims, shared.faithfulness results)."""
-    name = f"L{layer}H{head}"
-    results = F.faithfulness_by_family(model, suite, F.circuit_of(model, [name]), partial(F.attention_on_answer, name))
+    name = head_name(layer, head)
+    results = F.faithfulness_by_family(model, suite, F.circuit_of(model, [name]),
+                                       lambda tokens, targets: F.attend_only(name, answer_positions(tokens, targets)))
     return faithfulness_claims(results, f"{name} alone, attending only to the minimum", 0.99), results
 
 

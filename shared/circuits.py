@@ -16,6 +16,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from .components import output_hook, output_names
 from .train import evaluate
 
 
@@ -173,30 +174,22 @@ def resample_ablation(reference, head=None, seed=0):
     return hook
 
 
-def head_ablation_hook(model, layer, head, method="mean", reference_tokens=None, seed=0):
-    """(hook name, fn) that ablates one head's output (its slice of hook_z) by method zero/mean/resample."""
-    name = f"blocks.{layer}.attn.hook_z"
-    if method == "zero":
-        return name, zero_ablation(head)
-    if reference_tokens is None:
-        raise ValueError(f"{method} ablation needs reference_tokens")
-    _, cache = model.run_with_cache(reference_tokens, names_filter=name)
-    if method == "mean":
-        return name, mean_ablation(cache[name], head)
-    if method == "resample":
-        return name, resample_ablation(cache[name], head, seed)
-    raise ValueError(f"ablation method must be 'zero', 'mean' or 'resample', got {method!r}")
-
-
 @torch.no_grad()
-def ablation_table(model, tokens, targets, method="mean", reference_tokens=None):
-    """{'none': (loss, acc), 'L{l}H{h}': (loss, acc) with that head ablated} on (tokens, targets)."""
-    results = {"none": evaluate(model, tokens, targets)}
-    for l in range(model.cfg.n_layers):
-        for h in range(model.cfg.n_heads):
-            with model.hooks([head_ablation_hook(model, l, h, method, reference_tokens)]):
-                results[f"L{l}H{h}"] = evaluate(model, tokens, targets)
-    return results
+def ablated_accuracy(model, tokens, targets, names, method="mean", reference_tokens=None, seed=0) -> float:
+    """Accuracy on (tokens, targets) with the components `names` (shared.components: 'L0H1', 'MLP 0') ablated
+    together, each output replaced by zero, by its mean over reference_tokens (default: tokens) position by
+    position, or by a random reference input's ('resample')."""
+    if method not in ("zero", "mean", "resample"):
+        raise ValueError(f"ablation method must be 'zero', 'mean' or 'resample', got {method!r}")
+    reference = tokens if reference_tokens is None else reference_tokens
+    cache = model.run_with_cache(reference, names_filter=output_names(model, names))[1] if method != "zero" else None
+    hooks = []
+    for name in names:
+        hook, head = output_hook(model, name)
+        hooks.append((hook, zero_ablation(head) if method == "zero" else mean_ablation(cache[hook], head)
+                      if method == "mean" else resample_ablation(cache[hook], head, seed)))
+    with model.hooks(hooks):
+        return evaluate(model, tokens, targets)[1]
 
 
 @torch.no_grad()
@@ -292,41 +285,17 @@ def patch_sweep(model, clean_tokens, corrupt_tokens, clean_answer, corrupt_answe
 
 
 # ------------------------------------------------------------------------------ direct logit attribution
-@torch.no_grad()
-def direct_logit_attribution(model, tokens, answers):
-    """Each component's direct contribution to logit[answer] at the last position, per sample.
-
-    Returns (names, contributions [n_components, batch]); the components are the token and positional
-    embeddings, every head (L{l}H{h}), every MLP, and 'biases' (the attention output biases b_O, LayerNorm
-    biases and b_U together). They sum exactly to the logit: ln_final's scale is taken from the cache
-    and its centring, being linear, is applied to every component.
-    """
-    names_filter = lambda n: n.endswith(("hook_embed", "hook_pos_embed", "hook_result", "hook_mlp_out",
-                                         "ln_final.hook_scale"))
-    logits, cache = model.run_with_cache(tokens, names_filter=names_filter)
-    parts, names = [cache["hook_embed"][:, -1], cache["hook_pos_embed"][:, -1]], ["embed", "pos_embed"]
-    bias = model.b_U.new_zeros(model.cfg.d_model)
-    for l, block in enumerate(model.blocks):
-        for h in range(model.cfg.n_heads):
-            parts.append(cache[f"blocks.{l}.attn.hook_result"][:, -1, h])
-            names.append(f"L{l}H{h}")
-        bias = bias + block.attn.b_O
-        if block.mlp is not None:
-            parts.append(cache[f"blocks.{l}.hook_mlp_out"][:, -1])
-            names.append(f"L{l} MLP")
-    parts.append(bias.expand_as(parts[0]))
-    names.append("biases")
-    stack = torch.stack(parts)  # [component, batch, d_model]
-    W_U = model.W_U[:, answers].T  # [batch, d_model]
-    if isinstance(model.ln_final, torch.nn.Identity):
-        contrib = (stack * W_U).sum(-1)
-        contrib[-1] += model.b_U[answers]
-    else:
-        scale = cache["ln_final.hook_scale"][:, -1, 0]  # [batch]
-        centred = stack - stack.mean(-1, keepdim=True)
-        contrib = (centred / scale[:, None] * model.ln_final.w * W_U).sum(-1)
-        contrib[-1] += model.ln_final.b @ model.W_U[:, answers] + model.b_U[answers]
-    return names, contrib
+def direct_logits(model, part, scale=None):
+    """The logits [batch, d_vocab_out] that part [batch, d_model], a piece of the residual stream at the last
+    position, writes directly: part @ W_U, biases left out. The one LayerNorm rule: where the model has a
+    final LayerNorm, its centring and gain are applied (both linear); its per-sample scale is divided out when
+    given (ln_final.hook_scale at the last position, [batch]: then the parts plus ln_final.b @ W_U and b_U sum
+    to the logits exactly), else left out, which rescales each sample's logits alike and changes no argmax."""
+    if not isinstance(model.ln_final, torch.nn.Identity):
+        part = (part - part.mean(-1, keepdim=True)) * model.ln_final.w
+        if scale is not None:
+            part = part / scale[:, None]
+    return part @ model.W_U
 
 
 # -------------------------------------------------------------------------------------- summary measures

@@ -12,9 +12,9 @@ import torch
 
 from . import circuits as C
 from . import faithfulness as F
+from .components import mlp_name, output_names, outputs_from
 from .progress import formation_step, track
 from .tasks import answer_positions, family_predictions
-from .train import evaluate
 
 COMPARE = {">=": lambda v, t: v >= t, ">": lambda v, t: v > t, "<=": lambda v, t: v <= t, "<": lambda v, t: v < t}
 
@@ -69,12 +69,6 @@ def verdict_counts(claims) -> str:
 
 
 # ----------------------------------------------------------------------------------------------- measures
-@torch.no_grad()
-def sep_attention_on(model, tokens, targets):
-    """[n_layers, n_heads]: mean attention from the last position on the positions holding the answer."""
-    return C.attention_on(model, tokens, answer_positions(tokens, targets))
-
-
 def suite_accuracies(model, suite):
     """(predictions, accuracies, weakest family) of the model on every family of the suite, from one pass."""
     predictions = family_predictions(model, suite)
@@ -105,21 +99,6 @@ def most_frequent_answer_rate(targets) -> float:
     """Accuracy of always answering the most common target: what a model that learnt nothing from the
     input can reach."""
     return torch.bincount(targets).max().item() / len(targets)
-
-
-@torch.no_grad()
-def head_ablated_accuracy(model, tokens, targets, layer, head):
-    """Accuracy with one head's output mean-ablated (its mean over the same inputs, position by position)."""
-    with model.hooks([C.head_ablation_hook(model, layer, head, "mean", tokens)]):
-        return evaluate(model, tokens, targets)[1]
-
-
-@torch.no_grad()
-def mlp_ablated_accuracy(model, tokens, targets, layer):
-    name = f"blocks.{layer}.hook_mlp_out"
-    _, cache = model.run_with_cache(tokens, names_filter=name)
-    with model.hooks([(name, C.mean_ablation(cache[name]))]):
-        return evaluate(model, tokens, targets)[1]
 
 
 @torch.no_grad()
@@ -215,15 +194,12 @@ def faithfulness_claims(results, circuit: str, threshold: float, key: str = "fai
 
 
 @torch.no_grad()
-def direct_logit_agreement(model, tokens, components) -> float:
-    """How often the argmax of the summed direct logits of `components` (hook names of [batch, pos, d_model]
-    outputs, or (hook_result name, head)) is the model's answer. Exact without a final LayerNorm."""
-    names = [c if isinstance(c, str) else c[0] for c in components]
-    logits, cache = model.run_with_cache(tokens, names_filter=names)
-    total = 0
-    for c in components:
-        total = total + (cache[c][:, -1] if isinstance(c, str) else cache[c[0]][:, -1, c[1]])
-    return ((total @ model.W_U).argmax(-1) == logits[:, -1].argmax(-1)).float().mean().item()
+def direct_logit_agreement(model, tokens, names) -> float:
+    """How often the argmax of the summed direct logits (shared.circuits.direct_logits) of the components `names`
+    ('L1H0', 'MLP 1') is the model's answer."""
+    logits, cache = model.run_with_cache(tokens, names_filter=output_names(model, names))
+    total = sum(output[:, -1] for output in outputs_from(cache, model, names).values())
+    return (C.direct_logits(model, total).argmax(-1) == logits[:, -1].argmax(-1)).float().mean().item()
 
 
 @torch.no_grad()
@@ -242,14 +218,14 @@ def mlp_input_shares(model, tokens, layer) -> dict:
     """{component: the share of MLP `layer`'s pre-activation variance at SEP that the component's output alone
     explains, 1 - var(pre - part) / var(pre) per neuron, averaged with each neuron's output variance as its
     weight} for every head and MLP before it: which writers its neurons read."""
-    writers = F.senders(model, f"MLP {layer}")
+    writers = F.senders(model, mlp_name(layer))
     pre_name = f"blocks.{layer}.mlp.hook_pre"
-    _, cache = model.run_with_cache(tokens, names_filter=F.output_names(model, writers) + [pre_name])
+    _, cache = model.run_with_cache(tokens, names_filter=output_names(model, writers) + [pre_name])
     pre = cache[pre_name][:, -1]
     weight = torch.relu(pre).var(0)
     W_in = model.blocks[layer].mlp.W_in
     shares = {}
-    for name, output in F.outputs_from(cache, model, writers).items():
+    for name, output in outputs_from(cache, model, writers).items():
         part = output[:, -1] @ W_in
         explained = 1 - (pre - part).var(0) / pre.var(0).clamp(min=1e-12)
         shares[name] = ((explained * weight).sum() / weight.sum()).item()

@@ -4,7 +4,7 @@ A script defines its hyperparameters as module-level numbers, strings, booleans 
 apply_overrides(globals()). Each override is checked against the type of the value it replaces and a
 range, and a bad one exits with a one-line message before anything has run or been written. A recipe is a
 file of plain assignments (`n_heads = 2`) named before the overrides, as nanoGPT's config files are:
-`python find_min/training.py find_min/recipes/two_heads.py --seed=1`. It is read, never run: each line
+`python <task>/training.py <task>/recipes/<name>.py --seed=1`. It is read, never run: each line
 must assign a literal to a known hyperparameter, checked like an override.
 """
 import ast

@@ -67,7 +67,7 @@ def main(task_factory, g: dict):
 
 def make_task(task_factory, p: dict) -> ListTask:
     """The task for p's n and V, checked by drawing every evaluation family and a training batch once:
-    a parameter the task cannot use (an even n for find_median, a V too small for a family) is refused
+    a parameter the task cannot use (an even n for a task that needs an odd one, a V too small for a family) is refused
     with one line now rather than a traceback after training."""
     try:
         task = task_factory(p["n"], p["V"])

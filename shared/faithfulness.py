@@ -19,27 +19,7 @@ from functools import partial
 import torch
 import torch.nn.functional as F
 
-from .tasks import answer_positions
-
-
-def components(model) -> list:
-    """Every head and MLP of the model, by name: 'L{l}H{h}' and 'MLP {l}'."""
-    cfg = model.cfg
-    heads = [f"L{l}H{h}" for l in range(cfg.n_layers) for h in range(cfg.n_heads)]
-    return heads + ([f"MLP {l}" for l in range(cfg.n_layers)] if cfg.d_mlp else [])
-
-
-def output_hook(model, component):
-    """(hook name, head index or None) of a component's output."""
-    if component.startswith("MLP "):
-        layer = int(component[4:])
-        if not model.cfg.d_mlp or not 0 <= layer < model.cfg.n_layers:
-            raise ValueError(f"no component {component!r} in this model; it has {components(model)}")
-        return f"blocks.{layer}.hook_mlp_out", None
-    if component not in components(model):
-        raise ValueError(f"no component {component!r} in this model; it has {components(model)}")
-    layer, head = component[1:].split("H")
-    return f"blocks.{layer}.attn.hook_result", int(head)
+from .components import components, head_name, is_mlp, mlp_name, output_hook, output_names, outputs_from, parse
 
 
 def other_inputs(tokens, seed=0):
@@ -55,8 +35,8 @@ def other_inputs(tokens, seed=0):
 
 def receivers(model) -> list:
     """What a path can end in: each head's query, key and value input ('L1H0.q'), each MLP, and 'logits'."""
-    heads = [c for c in components(model) if not c.startswith("MLP")]
-    mlps = [c for c in components(model) if c.startswith("MLP")]
+    heads = [c for c in components(model) if not is_mlp(c)]
+    mlps = [c for c in components(model) if is_mlp(c)]
     return [f"{h}.{x}" for h in heads for x in "qkv"] + mlps + ["logits"]
 
 
@@ -67,31 +47,13 @@ def circuit_of(model, keep) -> set:
     return {(s, r) for r in receivers(model) for s in senders(model, r) if s in set(keep)}
 
 
-def _layer(component):
-    return int(component[4:]) if component.startswith("MLP") else int(component[1:].split("H")[0])
-
-
 def senders(model, receiver):
     """Components whose output reaches `receiver`'s input: earlier layers, and this layer's heads for its MLP."""
     if receiver == "logits":
         return components(model)
-    layer = _layer(receiver)
-    return [c for c in components(model) if _layer(c) < layer or (receiver.startswith("MLP") and
-                                                                   _layer(c) == layer and not c.startswith("MLP"))]
-
-
-def output_names(model, which) -> list:
-    """The hook names a cache needs for the outputs of the components `which`."""
-    return sorted({output_hook(model, c)[0] for c in which})
-
-
-def outputs_from(cache, model, which) -> dict:
-    """{component: its output [batch, pos, d_model] (heads without b_O)} from a cache of output_names."""
-    outputs = {}
-    for c in which:
-        name, head = output_hook(model, c)
-        outputs[c] = cache[name] if head is None else cache[name][:, :, head]
-    return outputs
+    layer = parse(receiver.split(".")[0])[0]
+    return [c for c in components(model) if parse(c)[0] < layer or (is_mlp(receiver) and parse(c)[0] == layer
+                                                                     and not is_mlp(c))]
 
 
 @torch.no_grad()
@@ -110,7 +72,7 @@ def run_circuit(model, tokens, targets, circuit, reference, attention=None, refe
     and reach everything. attention: {head ('L1H0'): key mask [batch, k]} restricts that head's attention
     from the last position onto the keys where a mask [batch, k <= pos] is True, in the proportions the head
     itself gives them (evenly where its weight there underflowed; an input without such a key keeps its
-    pattern): what an explanation may say the head does ("attends only to the median")."""
+    pattern): what an explanation may say the head does ("attends only to the answer")."""
     cfg, edges = model.cfg, set(circuit)
     unknown = {r for _, r in edges} - set(receivers(model)) | {s for s, _ in edges} - set(components(model))
     if unknown:
@@ -121,7 +83,7 @@ def run_circuit(model, tokens, targets, circuit, reference, attention=None, refe
     x0 = model.W_E[tokens] + model.W_pos[:P]
 
     def read(receiver):  # the residual stream as `receiver` sees it
-        before = cfg.n_layers if receiver == "logits" else _layer(receiver) + receiver.startswith("MLP")
+        before = cfg.n_layers if receiver == "logits" else parse(receiver.split(".")[0])[0] + is_mlp(receiver)
         x = x0 + sum(model.blocks[l].attn.b_O for l in range(before))  # b_O: constant, in no component
         for s in senders(model, receiver):
             x = x + (own[s] if (s, receiver) in edges else other[s])
@@ -131,7 +93,7 @@ def run_circuit(model, tokens, targets, circuit, reference, attention=None, refe
     for l, block in enumerate(model.blocks):
         a = block.attn
         for h in range(cfg.n_heads):
-            name = f"L{l}H{h}"
+            name = head_name(l, h)
             q, k, v = (block.ln1(read(f"{name}.{x}")) @ W[h] + b[h]
                        for x, W, b in (("q", a.W_Q, a.b_Q), ("k", a.W_K, a.b_K), ("v", a.W_V, a.b_V)))
             pattern = (q @ k.transpose(1, 2) / q.shape[-1] ** 0.5).masked_fill(~causal, float("-inf")).softmax(-1)
@@ -144,7 +106,7 @@ def run_circuit(model, tokens, targets, circuit, reference, attention=None, refe
                 pattern[:, -1] = torch.where(allowed.any(-1, keepdim=True), restricted, pattern[:, -1])  # no key: as is
             own[name] = pattern @ v @ a.W_O[h]
         if block.mlp is not None:
-            own[f"MLP {l}"] = block.mlp(block.ln2(read(f"MLP {l}")))
+            own[mlp_name(l)] = block.mlp(block.ln2(read(mlp_name(l))))
     logits = (model.ln_final(read("logits")) @ model.W_U + model.b_U)[:, -1]
     return F.cross_entropy(logits, targets).item(), (logits.argmax(-1) == targets).float().mean().item()
 
@@ -179,14 +141,10 @@ def faithfulness(model, tokens, targets, circuit, attention=None, seed=0, comple
     return result
 
 
-def attention_on_answer(head, tokens, targets) -> dict:
-    """run_circuit's `attention` for 'head attends from SEP only to the answer' (every position holding it)."""
-    return {head: answer_positions(tokens, targets)}
-
-
-def attention_on_keys(head, positions, P) -> dict:
-    """run_circuit's `attention` for 'head attends from SEP only to key positions[i]' (one per input)."""
-    return {head: F.one_hot(positions, P).bool()}
+def attend_only(head, key_mask) -> dict:
+    """run_circuit's `attention` for 'head attends from SEP only to the keys where key_mask [batch, n] is True',
+    e.g. shared.tasks.answer_positions(tokens, targets) for the answer's positions."""
+    return {head: key_mask}
 
 
 @torch.no_grad()

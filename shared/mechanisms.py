@@ -14,10 +14,10 @@ from typing import Callable, Optional
 import torch
 
 from .checkpoint import load_checkpoint
-from .circuits import attention_on, mean_ablation
-from .claims import COMPARE, sep_attention_on
-from .faithfulness import (circuit_of, components, faithfulness_by_family, output_hook, output_names, outputs_from,
-                           weakest_family)
+from .circuits import ablated_accuracy, attention_on, direct_logits
+from .claims import COMPARE
+from .components import components, head_name, is_mlp, output_names, outputs_from
+from .faithfulness import attend_only, circuit_of, faithfulness_by_family, weakest_family
 from .tasks import answer_positions, evaluation_suite
 from .train import evaluate
 
@@ -114,45 +114,27 @@ def class_faithfulness(model, mechanism, measures: dict, suite: dict, size: int 
     """(description, shared.faithfulness.faithfulness_by_family results) of the circuit the class's
     explanation states, on this model (its selector found by mechanism_measures)."""
     circuit = mechanism.circuit
-    selector = f"L{measures['selector_layer']}H{measures['selector_head']}"
-    attention_of = (lambda tokens, targets: {selector: circuit.keys(tokens, targets)}) if circuit.keys else None
+    selector = head_name(measures["selector_layer"], measures["selector_head"])
+    attention_of = (lambda tokens, targets: attend_only(selector, circuit.keys(tokens, targets))) if circuit.keys \
+        else None
     return circuit.description, faithfulness_by_family(model, suite, circuit_of(model, circuit.keep(model, selector)),
                                                        attention_of, size)
-
-
-def _direct_logits(model, residual):
-    """Logits a piece of the residual stream at the last position writes directly, [batch, d_vocab_out];
-    ln_final (if any) is applied as its centring and gain, without its per-sample scale, which changes no
-    argmax; biases are left out, as in shared.claims.direct_logit_agreement."""
-    if not isinstance(model.ln_final, torch.nn.Identity):
-        residual = (residual - residual.mean(-1, keepdim=True)) * model.ln_final.w
-    return residual @ model.W_U
-
-
-def _ablated_accuracy(model, tokens, targets, cache, which):
-    """Accuracy with the components `which` mean-ablated together (their means over the cached batch)."""
-    hooks = []
-    for component in which:
-        name, head = output_hook(model, component)
-        hooks.append((name, mean_ablation(cache[name], head)))
-    with model.hooks(hooks):
-        return evaluate(model, tokens, targets)[1]
 
 
 @torch.no_grad()
 def mechanism_measures(model, tokens, targets) -> dict:
     """MEASURES on (tokens, targets): uniform lists of the task, a few thousand are plenty."""
     parts = components(model)
-    heads, mlps = [c for c in parts if not c.startswith("MLP")], [c for c in parts if c.startswith("MLP")]
+    heads, mlps = [c for c in parts if not is_mlp(c)], [c for c in parts if is_mlp(c)]
     logits, cache = model.run_with_cache(tokens, names_filter=output_names(model, parts))
     outputs = {c: output[:, -1] for c, output in outputs_from(cache, model, parts).items()}  # at SEP
     answer = logits[:, -1].argmax(-1)
-    agree = lambda residual: (_direct_logits(model, residual).argmax(-1) == answer).float().mean().item()
-    on_answer = sep_attention_on(model, tokens, targets)  # [layer, head]
+    agree = lambda residual: (direct_logits(model, residual).argmax(-1) == answer).float().mean().item()
+    on_answer = attention_on(model, tokens, answer_positions(tokens, targets))  # [layer, head]
     layer, head = divmod(on_answer.argmax().item(), model.cfg.n_heads)
-    selector = f"L{layer}H{head}"
-    selector_ablated = _ablated_accuracy(model, tokens, targets, cache, [selector])
-    mlps_ablated = _ablated_accuracy(model, tokens, targets, cache, mlps) if mlps else None
+    selector = head_name(layer, head)
+    selector_ablated = ablated_accuracy(model, tokens, targets, [selector])
+    mlps_ablated = ablated_accuracy(model, tokens, targets, mlps) if mlps else None
     return {
         "answer_attention": on_answer[layer, head].item(),
         "selector_layer": layer,
@@ -179,8 +161,8 @@ def component_roles(model, tokens, targets) -> dict:
     answer = logits[:, -1].argmax(-1)
     roles = {"intact": (evaluate(model, tokens, targets)[1], None)}
     for name, output in outputs_from(cache, model, parts).items():
-        dla = (_direct_logits(model, output[:, -1]).argmax(-1) == answer).float().mean().item()
-        roles[name] = (_ablated_accuracy(model, tokens, targets, cache, [name]), dla)
+        dla = (direct_logits(model, output[:, -1]).argmax(-1) == answer).float().mean().item()
+        roles[name] = (ablated_accuracy(model, tokens, targets, [name]), dla)
     return roles
 
 

@@ -190,7 +190,7 @@ class Block(nn.Module):
 # Embeddings start at std init_scale / sqrt(d_model), like every other weight, so the residual stream starts
 # at norm ~1. With std 1 they moved about 8x slower, relative to their size under Adam, than W_Q and W_K: the
 # QK circuit sharpened attention before every token had found its place in the value order, and a token left
-# out of place never drew the attention that would move it (find_min: 18 of 20 seeds with "stuck" values).
+# out of place never drew the attention that would move it (the min task: 18 of 20 seeds with "stuck" values).
 # embed_std sets another std, e.g. 1.0, the old unit std, to compare what seeds learn with it.
 def _embed_std(cfg):
     return cfg.init_scale / math.sqrt(cfg.d_model) if cfg.embed_std is None else cfg.embed_std

@@ -4,6 +4,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from .components import head_name
+
 
 def _np(x):
     return x.detach().float().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
@@ -32,7 +34,7 @@ def attention_patterns(patterns, tokens, sep_token=None, title=None):
         for h in range(H):
             ax = axes[l, h]
             image = ax.imshow(np.ma.masked_where(masked, patterns[l, h]), cmap=cmap, vmin=0, vmax=1)
-            ax.set_title(f"L{l}H{h}")
+            ax.set_title(head_name(l, h))
             ax.set_xticks(range(P), labels, rotation=90, fontsize=7)
             ax.set_yticks(range(P), labels, fontsize=7)
             ax.set_xlabel("source (key)")

@@ -10,6 +10,7 @@ Which measures apply follows from the model's shape, so both tasks use the same 
 import torch
 
 from . import circuits as C
+from .components import head_name
 from .tasks import answer_positions, family_accuracies
 
 
@@ -22,7 +23,7 @@ def progress_measures(model, families: dict, probe) -> dict:
     on_answer = C.attention_on(model, tokens, answer_positions(tokens, targets))
     for l in range(cfg.n_layers):
         for h in range(cfg.n_heads):
-            out[f"attention on answer: L{l}H{h}"] = on_answer[l, h].item()
+            out[f"attention on answer: {head_name(l, h)}"] = on_answer[l, h].item()
     if cfg.n_layers == 1:
         V = cfg.d_vocab_out
         qk = C.full_qk_circuit(model, 0, tokens[0, -1].item(), tokens.shape[1] - 1,
@@ -34,10 +35,10 @@ def progress_measures(model, families: dict, probe) -> dict:
         for kind in "QKV":
             ratio = C.composition_scores(model, kind)[0, 0, 1, 0] / C.composition_baseline(cfg, kind)
             out[f"{kind}-composition L0H0->L1H0 / baseline"] = ratio.item()
-        table = C.ablation_table(model, tokens, targets, method="mean", reference_tokens=tokens)
-        for name, (_, acc) in table.items():
-            if name != "none":
-                out[f"accuracy with {name} ablated"] = acc
+        for l in range(cfg.n_layers):
+            for h in range(cfg.n_heads):
+                out[f"accuracy with {head_name(l, h)} ablated"] = C.ablated_accuracy(model, tokens, targets,
+                                                                                    [head_name(l, h)])
     return out
 
 

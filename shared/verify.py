@@ -1,8 +1,8 @@
 """Decide from the weights whether a model is right on every input of an order-statistic task.
 
-    python -m shared.verify find_min/checkpoints/model.pt     # proved / refuted / out of scope; exit 0 / 1 / 2
+    python -m shared.verify <task>/checkpoints/model.pt     # proved / refuted / out of scope; exit 0 / 1 / 2
 
-A task whose answer is the k-th smallest of n values (find_min: k = 0; find_median: k = n // 2) declares k as
+A task whose answer is the k-th smallest of n values (the minimum: k = 0; the median: k = n // 2) declares k as
 its ListTask.order_statistic. For a model with one layer, attention only and no LayerNorm, the logits at SEP are
 
     logits = c + sum_h (sum_i w_h(x_i, i) u_h(x_i, i)) / (sum_i w_h(x_i, i))     (i over the n values and SEP)
@@ -191,7 +191,7 @@ def _worst_lists(weight, value, m: int, k: int, n: int, lam, cost=None):
         pick.append(arg + first)
     pick = torch.stack(pick)  # [class, q, J, n]
     # DP over positions. State: how many values sit below m and above m so far, each tracked only where its
-    # limit (k below, n - 1 - k above) can bind; a limit of 0 forbids the side (find_min: nothing below m)
+    # limit (k below, n - 1 - k above) can bind; a limit of 0 forbids the side (the minimum: nothing below m)
     limits = (k, n - 1 - k)
     tracked = [0 < limit < n - 1 for limit in limits]
     for side, limit in zip((0, 2), limits):

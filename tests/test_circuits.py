@@ -5,6 +5,7 @@ import torch
 
 from handbuilt import min_batch, min_model, two_layer
 from shared import circuits as C
+from shared.components import components, output_names, outputs_from
 from shared.model import Config, Transformer
 from shared.train import evaluate
 
@@ -68,21 +69,21 @@ def test_full_ov_circuit_with_layernorm_needs_scale():
 
 def test_ablation_reaches_known_accuracy(model, batch):
     tokens, targets = batch
-    table = C.ablation_table(model, tokens, targets, method="zero")
+    assert evaluate(model, tokens, targets)[1] == 1.0
     # zeroed head: every logit is 0, argmax picks answer 0, right exactly when the min is 0
-    assert table["none"][1] == 1.0
-    assert table["L0H0"][1] == pytest.approx((targets == 0).float().mean().item())
+    assert C.ablated_accuracy(model, tokens, targets, ["L0H0"], "zero") == pytest.approx(
+        (targets == 0).float().mean().item())
     # mean ablation: the head always writes the mean one-hot, whose argmax is the commonest minimum
-    table = C.ablation_table(model, tokens, targets, method="mean", reference_tokens=tokens)
-    assert table["L0H0"][1] == pytest.approx((targets == targets.mode().values).float().mean().item())
+    assert C.ablated_accuracy(model, tokens, targets, ["L0H0"]) == pytest.approx(
+        (targets == targets.mode().values).float().mean().item())
     # resample ablation: each sample gets the answer of the sample it was resampled from
-    name, hook = C.head_ablation_hook(model, 0, 0, "resample", reference_tokens=tokens, seed=3)
-    with model.hooks([(name, hook)]):
-        acc = evaluate(model, tokens, targets)[1]
+    acc = C.ablated_accuracy(model, tokens, targets, ["L0H0"], "resample", seed=3)
     rows = torch.randint(0, len(tokens), (len(tokens),), generator=torch.Generator().manual_seed(3))
     assert acc == pytest.approx((targets[rows] == targets).float().mean().item())
-    with pytest.raises(ValueError, match="reference_tokens"):
-        C.head_ablation_hook(model, 0, 0, "mean")
+    with pytest.raises(ValueError, match="ablation method"):
+        C.ablated_accuracy(model, tokens, targets, ["L0H0"], "erase")
+    with pytest.raises(ValueError, match="no component 'L0H1'"):
+        C.ablated_accuracy(model, tokens, targets, ["L0H1"])
 
 
 def test_patching(model):
@@ -103,23 +104,36 @@ def test_patching(model):
     assert C.patch(model, clean, corrupt, clean_y, corrupt_y, "hook_embed") == pytest.approx(1.0)
 
 
-def test_direct_logit_attribution_sums_to_logit(batch):
+def direct_parts(model, tokens):
+    """(logits at the last position, every component's direct logits there, biases included, the cached
+    ln_final scale): the pieces that must add up to the logits."""
+    names = components(model)
+    hooks = output_names(model, names) + ["hook_embed", "hook_pos_embed"] + (
+        ["ln_final.hook_scale"] if model.cfg.normalization_type else [])
+    logits, cache = model.run_with_cache(tokens, names_filter=hooks)
+    scale = cache["ln_final.hook_scale"][:, -1, 0] if model.cfg.normalization_type else None
+    resid = [cache["hook_embed"][:, -1], cache["hook_pos_embed"][:, -1],
+             sum(block.attn.b_O for block in model.blocks).expand(len(tokens), -1)]
+    resid += [output[:, -1] for output in outputs_from(cache, model, names).values()]
+    parts = [C.direct_logits(model, part, scale) for part in resid]
+    bias = model.b_U + (model.ln_final.b @ model.W_U if model.cfg.normalization_type else 0)
+    return logits[:, -1], sum(parts) + bias, scale
+
+
+def test_direct_logits_add_up_to_the_logits(batch):
     model = min_model(N, V)
-    with torch.no_grad():  # biases make the 'biases' share non-trivial
+    with torch.no_grad():
         model.blocks[0].attn.b_O.normal_()
         model.unembed.b_U.normal_()
     tokens, targets = batch
-    names, contrib = C.direct_logit_attribution(model, tokens, targets)
-    assert names == ["embed", "pos_embed", "L0H0", "biases"]
-    logit = model(tokens)[:, -1].gather(1, targets[:, None])[:, 0]
-    assert torch.allclose(contrib.sum(0), logit, atol=1e-5)
-    head = contrib[names.index("L0H0")]
+    logits, total, _ = direct_parts(model, tokens)
+    assert torch.allclose(total, logits, atol=1e-5)
+    _, cache = model.run_with_cache(tokens, names_filter="blocks.0.attn.hook_result")
+    head = C.direct_logits(model, cache["blocks.0.attn.hook_result"][:, -1, 0]).gather(1, targets[:, None])
     assert torch.allclose(head, torch.ones_like(head), atol=1e-3)  # attends fully to the min: copies 1
-    bias = model.blocks[0].attn.b_O @ model.W_U[:, targets] + model.b_U[targets]
-    assert torch.allclose(contrib[-1], bias, atol=1e-5)
 
 
-def test_direct_logit_attribution_with_layernorm():
+def test_direct_logits_with_layernorm():
     cfg = Config(n_layers=2, n_heads=2, d_model=16, d_head=4, d_mlp=32, n_ctx=5, d_vocab=7, d_vocab_out=6,
                  normalization_type="LN", seed=4)
     model = Transformer(cfg).eval()
@@ -127,11 +141,10 @@ def test_direct_logit_attribution_with_layernorm():
         model.ln_final.b.normal_()
         model.b_U.normal_()
     tokens = torch.randint(0, 7, (30, 5))
-    answers = torch.randint(0, 6, (30,))
-    names, contrib = C.direct_logit_attribution(model, tokens, answers)
-    assert names[2:] == ["L0H0", "L0H1", "L0 MLP", "L1H0", "L1H1", "L1 MLP", "biases"]
-    logit = model(tokens)[:, -1].gather(1, answers[:, None])[:, 0]
-    assert torch.allclose(contrib.sum(0), logit, atol=1e-4)
+    logits, total, scale = direct_parts(model, tokens)
+    assert torch.allclose(total, logits, atol=1e-4)  # exact with the cached scale
+    part = torch.randn(30, 16)  # without it, each sample's logits are rescaled alike: the same argmax
+    assert torch.equal(C.direct_logits(model, part).argmax(-1), C.direct_logits(model, part, scale).argmax(-1))
 
 
 def test_composition_scores_only_from_earlier_layers():

@@ -1,14 +1,14 @@
 """shared.faithfulness on models whose circuit is known by construction."""
-from functools import partial
 
 import pytest
 import torch
 from handbuilt import median_batch, median_mlp_decoder_model, median_selector_model, min_batch, min_model
 
-from shared.faithfulness import (attention_on_answer, attention_on_keys, circuit_of, components, faithfulness, faithfulness_by_family,
+from shared.components import components
+from shared.faithfulness import (attend_only, circuit_of, faithfulness, faithfulness_by_family,
                                  faithfulness_table, other_inputs, receivers, run_circuit)
 from shared.model import Config, Transformer
-from shared.tasks import Families
+from shared.tasks import Families, answer_positions
 from shared.train import evaluate
 
 
@@ -52,10 +52,10 @@ def test_a_forced_pattern_as_the_explanation():
     model = min_model()
     tokens, targets = min_batch(2000)
     result = faithfulness(model, tokens, targets, circuit_of(model, ["L0H0"]),
-                          attention=attention_on_answer("L0H0", tokens, targets))
+                          attention=attend_only("L0H0", answer_positions(tokens, targets)))
     assert result["loss recovered"] >= 0.99 and result["circuit"][1] == 1.0
     wrong = faithfulness(model, tokens, targets, circuit_of(model, ["L0H0"]),  # "attends to position 0"
-                         attention=attention_on_keys("L0H0", torch.zeros(len(tokens), dtype=torch.long), 4))
+                         attention=attend_only("L0H0", torch.nn.functional.one_hot(torch.zeros(len(tokens), dtype=torch.long), 4).bool()))
     assert wrong["loss recovered"] < 0.5
 
 
@@ -69,7 +69,7 @@ def test_mlp_decoder_needs_both_components_and_by_family_table():
     full = faithfulness_by_family(model, suite, circuit_of(model, ["L0H0", "MLP 0"]),
                                   attention_of=None)
     assert all(r["loss recovered"] == pytest.approx(1.0) for r in full.values())
-    assert partial(attention_on_answer, "L0H0")(tokens, targets)["L0H0"].shape == (1000, 5)
+    assert attend_only("L0H0", answer_positions(tokens, targets))["L0H0"].shape == (1000, 5)
 
 
 def test_other_inputs_moves_every_row_and_refuses_one():

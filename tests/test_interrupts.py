@@ -162,7 +162,7 @@ def test_two_sweeps_on_one_folder_never_train_the_same_seed(tmp_path):
     while not (tmp_path / "seed0.lock").exists():
         time.sleep(0.1)
     second = sweep("--seeds=0-1", "--jobs=1", *recipe, folder=tmp_path)
-    (out1, _), (out2, err2) = finish(first, 120), finish(second, 120)
+    (_, _), (out2, err2) = finish(first, 120), finish(second, 120)
     assert first.returncode == 0 and second.returncode == 0, err2
     assert "are being trained by another sweep" in out2 and "waiting for seed(s)" in out2
     assert "find_min sweep" not in err2  # the second trained nothing

@@ -6,7 +6,6 @@ import pytest
 from handbuilt import (median_averaging_model, median_batch, median_mlp_decoder_model, median_selector_model,
                        min_batch, min_model)
 
-import find_median.dataset as median_data
 import find_median.mechanisms as median_mechanisms
 import find_min.dataset as min_data
 import find_min.mechanisms as min_mechanisms
