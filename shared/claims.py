@@ -21,7 +21,7 @@ COMPARE = {">=": lambda v, t: v >= t, ">": lambda v, t: v > t, "<=": lambda v, t
 
 @dataclass
 class Claim:
-    key: str  # short name, for tests and for say()
+    key: str  # short name, for tests and for verdict()
     text: str  # what is claimed, naming the component measured
     value: Optional[float]  # the measurement; None where this model has no such component
     op: str  # how value compares with threshold: ">=", ">", "<=" or "<"
@@ -53,14 +53,17 @@ def by_key(claims) -> dict:
     return {c.key: c for c in claims}
 
 
-def say(claims, keys, if_holds: str, if_fails: str) -> str:
-    """if_holds when every claim named in keys holds, else if_fails with the failing claims named."""
+def verdict(claims, keys) -> str:
+    """Markdown: the claims named in keys as a table, then one line: they all hold on this model, or which fail.
+    A notebook states a section's hypothesis in markdown and shows this below it, so the prose never claims
+    what the loaded model contradicts."""
     keys = [keys] if isinstance(keys, str) else keys
-    table = by_key(claims)
-    failing = [table[k] for k in keys if not table[k].holds]
-    if not failing:
-        return if_holds
-    return if_fails + " (failing: " + "; ".join(f"{c.text}: {c.show(c.value)}" for c in failing) + ")"
+    rows = [by_key(claims)[k] for k in keys]
+    failing = [c for c in rows if not c.holds]
+    line = (f"**Verdict: the hypothesis holds on this model** (all {len(rows)} rows)." if not failing else
+            "**Verdict: the hypothesis does not hold on this model**; failing: "
+            + "; ".join(f"{c.text} ({c.show(c.value)})" for c in failing) + ".")
+    return claims_table(rows) + "\n\n" + line
 
 
 def verdict_counts(claims) -> str:

@@ -21,6 +21,7 @@ def test_notebook_is_committed_executed(path):
     assert not [o for c in code for o in c.outputs if o.output_type == "error"]
     shown = "".join(o.get("data", {}).get("text/markdown", "") for c in code for o in c.outputs)
     assert "| holds |" in shown and "FAILS" not in shown, "the committed model must show every claim holding"
+    assert "the hypothesis does not hold" not in shown
 
 
 def execute(path, monkeypatch, env_name=None, checkpoint=None):
@@ -49,8 +50,10 @@ def test_notebook_executes(path, monkeypatch):
     assert "FAILS" not in text_of(outputs)
     # "Across seeds" counts the committed summaries, as README does
     assert class_count_table(published(path.parent.name)) in text_of(outputs)
-    if path.parent.name == "find_min":  # the counts in the prose are the loaded model's (n = 10 here)
-        assert "where 9 keys sit one value above" in text_of(outputs)
+    assert "the hypothesis does not hold" not in text_of(outputs)
+    assert text_of(outputs).count("**Verdict: the hypothesis holds on this model**") >= 6
+    prose = "".join(cell.source for cell in nbformat.read(path, as_version=4).cells if cell.cell_type == "code")
+    assert "say(" not in prose, "a section's prose lives in its markdown; the code cell shows the verdict"
 
 
 def test_every_task_has_a_notebook():
@@ -80,7 +83,7 @@ def test_find_min_notebook_on_two_heads_with_layernorm(tmp_path, monkeypatch):
     assert "approximate: weights alone are exact only for 1 layer, 1 head" in text  # and said so
     assert "LayerNorm linearised at its measured scale" in text
     assert "no snapshots for this model: train with --snapshots=N" in text
-    assert "FAILS" in text and "is not (or not only) a single select-then-copy head" in text
+    assert "FAILS" in text and "**Verdict: the hypothesis does not hold on this model**; failing: " in text
 
 
 def test_find_median_notebook_on_one_layer(tmp_path, monkeypatch):
@@ -90,4 +93,4 @@ def test_find_median_notebook_on_one_layer(tmp_path, monkeypatch):
     assert "1 layer(s) x 1 head(s)" in text and "selecting head none (one layer)" in text
     assert "no averaging baseline for this model's task shape" in text
     assert "| n/a |" in text and "FAILS" in text
-    assert "This model does not (only) average, then select the median" in text
+    assert "**Verdict: the hypothesis does not hold on this model**; failing: " in text
