@@ -1,7 +1,8 @@
-"""find_median's claims on whatever model is loaded: the two-layer reading of analyze.ipynb (an averaging head,
-MLP 0, a selecting head that reads it, the last MLP), the averaging baseline's identity, and the reading of the
-MLPs (section 5b). `claims(model, suite, pairs, averaging)` computes every row the notebook shows;
-tests/test_find_median.py calls the same function, so a claim is computed in one place.
+"""find_median's claims on whatever model is loaded, one function per section of analyze.ipynb: the two-layer
+reading (an averaging head, MLP 0, a selecting head that reads it, the last MLP), the averaging baseline's
+identity, and the reading of the MLPs (section 5b). `claims(model, suite, pairs, averaging)` runs them all in the
+notebook's order; tests/test_find_median.py calls the same function, so a claim is computed in one place. To add
+a claim, add a Claim to the section it belongs to.
 """
 import torch
 
@@ -52,43 +53,55 @@ def averaging_claims(averaging, tokens, targets) -> list:
     ]
 
 
-@torch.no_grad()
-def claims(model, suite: dict, pairs, averaging=None, sample: int = 5000) -> dict:
-    """The find_median notebook's claims on `model`, and the heads they name. Returns {"claims": [...],
-    "averaging head": (l, h), "selecting head": (l, h) or None, ...measures the notebook plots}.
+SAMPLE = 5000  # uniform lists for the attention, ablation, direct-logit and composition claims
 
-    The averaging head is the layer-0 head whose SEP attention is most uniform (smallest full-QK spread);
-    the selecting head is the head of a later layer whose SEP attention lands most on the median. A model
-    with one layer has no selecting head: its claims then show n/a and FAIL. pairs: median_swap_pairs(...)
-    for the patching claims."""
-    uniform_name = suite.uniform_label
-    tokens, targets = suite[uniform_name]
-    few, few_targets = tokens[:sample], targets[:sample]
-    cfg, n, V = model.cfg, tokens.shape[1] - 1, model.cfg.d_vocab_out
-    k = n // 2
-    predictions, accuracies, weakest = suite_accuracies(model, suite)
+
+def uniform_sample(suite, sample: int = SAMPLE):
+    tokens, targets = suite.uniform
+    return tokens[:sample], targets[:sample]
+
+
+@torch.no_grad()
+def find_heads(model, suite):
+    """(averaging head, selecting head or None, [layer, head] attention on the median, {head: QK spread}): the
+    layer-0 head whose SEP attention is most uniform (smallest full-QK spread), and the later-layer head whose
+    SEP attention lands most on the median (none in a one-layer model)."""
+    few, few_targets = uniform_sample(suite)
+    n = few.shape[1] - 1
+    on_median = C.attention_on(model, few, answer_positions(few, few_targets))
+    spreads = {h: qk_spread(model, h, n) for h in range(model.cfg.n_heads)}
+    avg_head = (0, min(spreads, key=spreads.get))
+    later = [(l, h) for l, h in heads(model) if l >= 1]
+    sel = max(later, key=lambda lh: on_median[lh].item()) if later else None
+    return avg_head, sel, on_median, spreads
+
+
+@torch.no_grad()
+def correctness(model, suite, predictions, accuracies, weakest) -> list:
+    """Section 1: right on fresh uniform lists and on every family, and the few mistakes are sorted neighbours."""
+    k = (suite.uniform[0].shape[1] - 1) // 2
     wrong = mistakes(model, suite, limit=10**6, predictions=predictions)
     inputs = sum(len(y) for _, y in suite.values())
     neighbours = round(sorted_neighbour_share(wrong, k) * len(wrong))
-    claims = [
+    return [
         *accuracy_claims(suite, accuracies, weakest),
         Claim("near_misses", f"mistakes that are not a sorted neighbour of the median, per input ({len(wrong)} "
               f"mistakes, {neighbours} of them neighbours)", (len(wrong) - neighbours) / inputs, "<=", 1e-4, "%"),
     ]
-    if averaging is not None:
-        claims += averaging_claims(averaging, tokens[:20000], targets[:20000])
-    on_median = C.attention_on(model, few, answer_positions(few, few_targets))
-    share = answer_positions(few, few_targets).float().sum(1).mean().item() / (n + 1)
-    spreads = {h: qk_spread(model, h, n) for h in range(cfg.n_heads)}
-    avg_head = (0, min(spreads, key=spreads.get))
-    later = [(l, h) for l, h in heads(model) if l >= 1]
-    sel = max(later, key=lambda lh: on_median[lh].item()) if later else None
+
+
+@torch.no_grad()
+def where_heads_look(model, suite, avg_head, sel, on_median, spreads) -> list:
+    """Section 2: the averaging head attends near-uniformly, the selecting head attends to the median."""
+    few, few_targets = uniform_sample(suite)
+    n = few.shape[1] - 1
     an, sn = head_name(*avg_head), (head_name(*sel) if sel else "a later-layer head")
+    share = answer_positions(few, few_targets).float().sum(1).mean().item() / (n + 1)
     _, cache = model.run_with_cache(few, names_filter=lambda name: name.endswith("hook_pattern"))
     rows = torch.arange(len(few))
     picks = None if sel is None else (few[rows, cache["pattern", sel[0]][:, sel[1], -1, :-1].argmax(-1)]
                                       == few_targets).float().mean().item()
-    claims += [
+    return [
         Claim("l0_uniform", f"{an} (layer 0) attends near-uniformly: spread of its full QK scores from SEP",
               spreads[avg_head[1]], "<=", 1.0, note="exact"),
         Claim("l0_share", f"{an}'s attention on the median minus the uniform share {share:.3f}",
@@ -97,50 +110,61 @@ def claims(model, suite: dict, pairs, averaging=None, sample: int = 5000) -> dic
               None if sel is None else on_median[sel].item(), ">=", 0.5,
               note="" if sel else "one layer: no later head"),
         Claim("selects_argmax", f"{sn}'s most-attended value is the median", picks, ">=", 0.9, "%"),
+    ]
+
+
+@torch.no_grad()
+def which_components(model, suite, pairs, avg_head, sel) -> list:
+    """Section 3: both heads and MLP 0 are needed, the selecting head's output at SEP carries the answer
+    (patching), and its direct logits, with the last MLP's, give it."""
+    few, few_targets = uniform_sample(suite)
+    cfg, n = model.cfg, few.shape[1] - 1
+    an, sn = head_name(*avg_head), (head_name(*sel) if sel else "a later-layer head")
+    has_mlp, last = cfg.d_mlp is not None, cfg.n_layers - 1
+    z = lambda lh, position: patched_fraction(model, pairs, f"blocks.{lh[0]}.attn.hook_z", position, lh[1])
+    changed = (pairs[0] != pairs[1]).float().argmax(-1)[0].item()
+    at_changed = [v for v in (z(lh, changed) for lh in [avg_head] + ([sel] if sel else [])) if v is not None]
+    last_mlp = [mlp_name(last)] if has_mlp else []
+    l0_parts = [head_name(0, h) for h in range(cfg.n_heads)] + ([mlp_name(0)] if has_mlp else [])
+    return [
         Claim("ablate_avg", f"{an} mean-ablated: accuracy", C.ablated_accuracy(model, few, few_targets, [an]),
               "<", 0.5, "%"),
         Claim("ablate_sel", f"{sn} mean-ablated: accuracy",
               None if sel is None else C.ablated_accuracy(model, few, few_targets, [sn]), "<", 0.5, "%"),
-    ]
-    has_mlp = cfg.d_mlp is not None
-    claims += [
         Claim("ablate_mlp0", "MLP 0 mean-ablated: accuracy (MLP 0 is needed)",
               C.ablated_accuracy(model, few, few_targets, [mlp_name(0)]) if has_mlp else None, "<", 0.9, "%",
               note="" if has_mlp else "no MLPs"),
-        Claim("ablate_last_mlp", f"MLP {cfg.n_layers - 1} mean-ablated: accuracy (the head's copy alone still gives "
-              "most answers)",
-              C.ablated_accuracy(model, few, few_targets, [mlp_name(cfg.n_layers - 1)]) if has_mlp and cfg.n_layers > 1
+        Claim("ablate_last_mlp", f"MLP {last} mean-ablated: accuracy (the head's copy alone still gives most answers)",
+              C.ablated_accuracy(model, few, few_targets, [mlp_name(last)]) if has_mlp and cfg.n_layers > 1
               else None, ">=", 0.8, "%", note="" if has_mlp else "no MLPs"),
-    ]
-    z = lambda lh, position: patched_fraction(model, pairs, f"blocks.{lh[0]}.attn.hook_z", position, lh[1])
-    changed = (pairs[0] != pairs[1]).float().argmax(-1)[0].item()
-    at_changed = [v for v in (z(lh, changed) for lh in [avg_head] + ([sel] if sel else [])) if v is not None]
-    claims += [
         Claim("patch_sel_sep", f"{sn}'s output at SEP, patched clean into corrupted: logit difference recovered",
               None if sel is None else z(sel, n), ">=", 0.8),
         Claim("patch_avg_sep", f"{an}'s output at SEP, patched: logit difference recovered", z(avg_head, n), ">=", 0.3),
         Claim("patch_changed", f"either head's output at the changed position {changed}, patched: at most",
               max(at_changed) if at_changed else None, "<=", 0.1),
-    ]
-    last_mlp = [mlp_name(cfg.n_layers - 1)] if has_mlp else []
-    sel_result = None if sel is None else sn
-    l0_parts = [head_name(0, h) for h in range(cfg.n_heads)] + ([mlp_name(0)] if has_mlp else [])
-    claims += [
         Claim("dla_sel", f"{sn}'s direct logits alone give the model's answer",
-              None if sel is None else direct_logit_agreement(model, few, [sel_result]), ">=", 0.9, "%"),
+              None if sel is None else direct_logit_agreement(model, few, [sn]), ">=", 0.9, "%"),
         Claim("dla_sel_mlp", f"{sn} + the last MLP: their direct logits give the model's answer",
-              None if sel is None else direct_logit_agreement(model, few, [sel_result] + last_mlp), ">=", 0.99, "%"),
+              None if sel is None else direct_logit_agreement(model, few, [sn] + last_mlp), ">=", 0.99, "%"),
         Claim("dla_layer0", "no layer-0 component's direct logits give the answer on more than 30% of lists",
               max(direct_logit_agreement(model, few, [part]) for part in l0_parts) if cfg.n_layers > 1 else None,
               "<=", 0.3, "%"),
     ]
+
+
+@torch.no_grad()
+def composition(model, suite, avg_head, sel) -> list:
+    """Section 4: the selecting head reads the averaging head through its query (Q-composition), and only that
+    path, ablated, costs accuracy."""
+    few, few_targets = uniform_sample(suite)
+    an, sn = head_name(*avg_head), (head_name(*sel) if sel else "a later-layer head")
     ratio, path = {}, {}
     if sel is not None:
         for kind in "QKV":
             ratio[kind] = (C.composition_scores(model, kind)[avg_head[0], avg_head[1], sel[0], sel[1]]
-                           / C.composition_baseline(cfg, kind)).item()
+                           / C.composition_baseline(model.cfg, kind)).item()
             path[kind] = C.path_ablation_accuracy(model, few, few_targets, avg_head, sel, kind, few)
-    claims += [
+    return [
         Claim("q_composition", f"Q-composition {an} -> {sn} over the random baseline", ratio.get("Q"), ">=", 1.2),
         Claim("q_strongest", "Q-composition ratio minus the larger of K and V",
               None if not ratio else ratio["Q"] - max(ratio["K"], ratio["V"]), ">", 0.0),
@@ -149,18 +173,30 @@ def claims(model, suite: dict, pairs, averaging=None, sample: int = 5000) -> dic
         Claim("q_path_worst", "Q path's ablated accuracy minus the lower of the K and V paths'",
               None if not path else path["Q"] - min(path["K"], path["V"]), "<", 0.0),
     ]
-    family_x = torch.cat([x for name, (x, _) in suite.items() if name != uniform_name])
-    family_y = torch.cat([y for name, (_, y) in suite.items() if name != uniform_name])
-    agree = ov = None
+
+
+@torch.no_grad()
+def select_then_copy(model, suite, predictions, sel):
+    """Section 5: select-then-copy from the selecting head agrees with the model on uniform lists, misses more
+    on the families, mostly near the ends of the range, where its OV rows stop copying. Returns (claims, the
+    misses (per family input: missed, the median was selected) or None)."""
+    few, _ = uniform_sample(suite)
+    tokens, _ = suite.uniform
+    V = model.cfg.d_vocab_out
+    sn = head_name(*sel) if sel else "a later-layer head"
+    family_x = torch.cat([x for name, (x, _) in suite.items() if name != suite.uniform_label])
+    family_y = torch.cat([y for name, (_, y) in suite.items() if name != suite.uniform_label])
+    agree = ov = misses = None
     if sel is not None and not C.has_layernorm(model, sel[0]):  # a later layer: its OV row needs no ln1
         uniform = tokens[:20000]  # the hooked forward pass it needs is slow; 20,000 lists pin a share to +-0.1%
         predicted, _ = C.select_and_copy_from_activations(model, uniform, *sel)
-        agree = (predicted == predictions[uniform_name][:20000]).float().mean().item()
-        miss, selected = C.select_and_copy_misses(model, family_x, family_y, *sel)
+        agree = (predicted == predictions[suite.uniform_label][:20000]).float().mean().item()
+        misses = C.select_and_copy_misses(model, family_x, family_y, *sel)
+        miss = misses[0]
         edge = (family_y < EDGE) | (family_y >= V - EDGE)
         ov = ov_matrix(model, *sel, few)
     note = "" if sel is None or agree is not None else "needs a model without LayerNorm"
-    claims += [
+    found = [
         Claim("select_copy", f"select-then-copy from {sn} (real scores, OV row of the pick; approximate) agrees "
               f"with the model on at least 90% of 20,000 uniform lists", agree, ">=", 0.9, "%", note=note),
         Claim("select_copy_families", "... and on at least 70% of all family inputs together",
@@ -169,15 +205,34 @@ def claims(model, suite: dict, pairs, averaging=None, sample: int = 5000) -> dic
               "at the ends)", None if agree is None else ((~miss[edge]).float().mean() - (~miss[~edge]).float().mean()
                                                           ).item(), "<", 0.0, note=note),
         Claim("ov_diagonal_middle", f"{sn}'s full OV circuit copies away from the range ends: rows "
-              f"{EDGE}..{V - EDGE - 1} "
-              "peaking on the attended value", None if ov is None else middle_diagonal_fraction(ov), ">=", 0.8, "%",
+              f"{EDGE}..{V - EDGE - 1} peaking on the attended value",
+              None if ov is None else middle_diagonal_fraction(ov), ">=", 0.8, "%",
               note=ov_note(model, sel[0]) if sel else ""),
         Claim("ov_copying", f"{sn}'s OV copying score", None if ov is None else C.copying_score(ov), ">=", 0.5),
     ]
-    reading = median_reading(model, suite, sel, predictions) if sel is not None and agree is not None else None
-    claims += reading_claims(model, reading, sel)
-    return {"claims": claims, "averaging head": avg_head, "selecting head": sel,
-            "misses": None if agree is None else (miss, selected), "reading": reading}
+    return found, misses
+
+
+@torch.no_grad()
+def claims(model, suite, pairs, averaging=None) -> dict:
+    """Every section's claims on `model`, in the notebook's order, and the heads they name. Returns {"claims":
+    [...], "averaging head": (l, h), "selecting head": (l, h) or None, "misses", "reading"}. A model with one
+    layer has no selecting head: its claims then show n/a and FAIL. suite: shared.tasks.evaluation_suite(task);
+    pairs: dataset.median_swap_pairs(...) for the patching claims; averaging: the averaging baseline, if any."""
+    avg_head, sel, on_median, spreads = find_heads(model, suite)
+    predictions, accuracies, weakest = suite_accuracies(model, suite)
+    tokens, targets = suite.uniform
+    found = correctness(model, suite, predictions, accuracies, weakest)
+    if averaging is not None:
+        found += averaging_claims(averaging, tokens[:20000], targets[:20000])
+    found += where_heads_look(model, suite, avg_head, sel, on_median, spreads)
+    found += which_components(model, suite, pairs, avg_head, sel)
+    found += composition(model, suite, avg_head, sel)
+    copy_claims, misses = select_then_copy(model, suite, predictions, sel)
+    found += copy_claims
+    reading = median_reading(model, suite, sel, predictions) if misses is not None else None
+    found += reading_claims(model, reading, sel)
+    return {"claims": found, "averaging head": avg_head, "selecting head": sel, "misses": misses, "reading": reading}
 
 
 @torch.no_grad()
