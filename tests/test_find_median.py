@@ -55,25 +55,13 @@ def claims(model, averaging, suite):
     return find_median_claims(model, suite, median_swap_pairs(2000), averaging)
 
 
-CLAIMS = ["accuracy", "weakest_family", "near_misses", "l1_median", "averaging_logits", "averaging_ov",
-          "averaging_follows", "l0_uniform", "l0_share", "selects", "selects_argmax", "ablate_avg", "ablate_sel",
-          "ablate_mlp0", "ablate_last_mlp", "patch_sel_sep", "patch_avg_sep", "patch_changed", "dla_sel",
-          "dla_sel_mlp", "dla_layer0", "q_composition", "q_strongest", "q_path", "q_path_worst", "select_copy",
-          "select_copy_families", "select_copy_edges", "ov_diagonal_middle", "ov_copying", "faithful_uniform",
-          "faithful_families", "mlp0_median", "mlp0_not_linear", "mlp_last_selected", "mlp_last_reads_head",
-          "mlp_last_reads_head_most", "faithful_select_copy",
-          "select_output", "select_output_worst"]
-
-
-@pytest.mark.parametrize("key", CLAIMS)
-def test_notebook_claim_holds(claims, key):
-    """Every row of the notebook's claims table holds on the committed models, at the claim's own threshold."""
-    claim = by_key(claims["claims"])[key]
-    assert claim.holds, f"{claim.text}: {claim.show(claim.value)} not {claim.op} {claim.show(claim.threshold)}"
-
-
-def test_claims_are_the_notebooks(claims):
-    assert [c.key for c in claims["claims"]] == CLAIMS
+def test_every_claim_of_the_notebook_holds(claims):
+    """Every row of the notebook's claims table (whatever the task's claims.py computes) holds on the committed
+    model, at the claim's own threshold: adding a claim to claims.py adds it here."""
+    rows = claims["claims"]
+    failing = [f"{c.key}: {c.text}: {c.show(c.value)} not {c.op} {c.show(c.threshold)}" for c in rows if not c.holds]
+    assert len(rows) >= 15 and not failing, "\n".join(failing)
+    assert len({c.key for c in rows}) == len(rows), "claim keys are unique"
     assert claims["averaging head"] == (0, 0) and claims["selecting head"] == (1, 0)
 
 

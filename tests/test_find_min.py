@@ -46,20 +46,14 @@ def claims(model, suite):
     return find_min_claims(model, suite, task())
 
 
-CLAIMS = ["accuracy", "weakest_family", "errors", "proved", "selects", "near_ties", "qk_monotone", "qk_strict", "qk_margin",
-          "qk_positions", "ov_diagonal", "ov_copying", "ov_off_by_one", "ablation", "one_hot", "algorithm",
-          "faithful_uniform", "faithful_families"]
-
-
-@pytest.mark.parametrize("key", CLAIMS)
-def test_notebook_claim_holds(claims, key):
-    """Every row of the notebook's claims table holds on the committed model, at the claim's own threshold."""
-    claim = by_key(claims["claims"])[key]
-    assert claim.holds, f"{claim.text}: {claim.show(claim.value)} not {claim.op} {claim.show(claim.threshold)}"
-
-
-def test_claims_are_the_notebooks(claims):
-    assert [c.key for c in claims["claims"]] == CLAIMS and claims["selecting head"] == (0, 0)
+def test_every_claim_of_the_notebook_holds(claims):
+    """Every row of the notebook's claims table (whatever the task's claims.py computes) holds on the committed
+    model, at the claim's own threshold: adding a claim to claims.py adds it here."""
+    rows = claims["claims"]
+    failing = [f"{c.key}: {c.text}: {c.show(c.value)} not {c.op} {c.show(c.threshold)}" for c in rows if not c.holds]
+    assert len(rows) >= 15 and not failing, "\n".join(failing)
+    assert len({c.key for c in rows}) == len(rows), "claim keys are unique"
+    assert claims["selecting head"] == (0, 0)
 
 
 def test_full_qk_circuit_equals_the_real_scores(model, suite):

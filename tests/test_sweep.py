@@ -43,7 +43,7 @@ def test_two_seeds_two_jobs_then_resume(tmp_path):
     (["find_min", "--seeds="], "expected seeds like"),
     (["find_min", "--seeds=a-b"], "expected seeds like"),
     (["find_min"], "--seeds is required"),
-    (["find_max", "--seeds=0"], "unknown task"),
+    (["no_such_task", "--seeds=0"], "unknown task"),
     (["find_min", "--seeds=0", "--lr=abc"], "--lr=abc"),
     (["find_min", "--seeds=0", "--seed=3"], "set by the sweep"),
     (["find_min", "--seeds=0", "--jobs=0"], "--jobs=0"),
