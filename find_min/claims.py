@@ -126,7 +126,8 @@ def algorithm(model, suite, predictions, layer, head) -> list:
                "only for 1 layer, 1 head, no MLP, no LayerNorm)")
     else:
         predicted, how = None, "select-then-copy (not computable: a later layer's OV row through ln1)"
-    agree = None if predicted is None else (predicted == predictions[uniform_name][:len(predicted)]).float().mean().item()
+    answers = predictions[uniform_name][:len(predicted)] if predicted is not None else None
+    agree = None if predicted is None else (predicted == answers).float().mean().item()
     return [Claim("algorithm", f"{how}: agreement with the model on "
                   f"{len(predicted) if predicted is not None else 0:,} uniform lists", agree, ">=", 0.999, "%")]
 

@@ -55,7 +55,7 @@ def main(task_factory, g: dict):
     task = make_task(task_factory, params)
     out_path = Path(g["__file__"]).resolve().parent / params["out"]
     check_writable(out_path)
-    StopSignals().__enter__()  # for the rest of the process: a late signal must not break its exit either
+    StopSignals().__enter__()  # installed for the whole run; run_training takes the active one
     _, history = run_training(task, params, out_path)
     for sig in (signal.SIGINT, signal.SIGTERM):  # saved: nothing is left to stop, and the exit must not break
         signal.signal(sig, signal.SIG_IGN)
@@ -66,9 +66,9 @@ def main(task_factory, g: dict):
 
 
 def make_task(task_factory, p: dict) -> ListTask:
-    """The task for p's n and V, checked by drawing every evaluation family and a training batch once:
-    a parameter the task cannot use (an even n for a task that needs an odd one, a V too small for a family) is refused
-    with one line now rather than a traceback after training."""
+    """The task for p's n and V, checked by drawing every evaluation family and a training batch once: a
+    parameter the task cannot use (an even n for a task that needs an odd one, a V too small for a family) is
+    refused with one line now rather than a traceback after training."""
     try:
         task = task_factory(p["n"], p["V"])
         draws = {**task.families(size=4), "training batch": task.sample_batch(6, torch.Generator().manual_seed(0))}

@@ -67,9 +67,10 @@ def train(model, sample_batch: Callable, eval_tokens, eval_targets, *, max_steps
     held-out accuracy reaches `target_accuracy` and so does every family of `stop_families` ({name:
     (tokens, targets)}, checked only then): a model right on the training mixture can still fail a family
     such as near ties. Calls on_snapshot(step, model) at each of `snapshot_steps`. Ctrl-C, or
-    stop_requested() turning true (checked before every step), ends training early without losing the model. Returns the history: lists `step, train_loss, eval_loss,
-    eval_accuracy, seconds` (one entry per evaluation), plus `stopped_at`, `interrupted` and
-    `target_reached` (the step at which the target was met, or None).
+    stop_requested() turning true (checked before every step), ends training early without losing the
+    model. Returns the history: lists `step, train_loss, eval_loss, eval_accuracy, seconds` (one entry per
+    evaluation), plus `stopped_at`, `interrupted` and `target_reached` (the step at which the target was met,
+    or None).
     """
     torch.set_flush_denormal(True)  # tiny weights' denormal floats can slow CPU steps several-fold
     dev = pick_device(device)

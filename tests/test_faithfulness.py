@@ -55,7 +55,8 @@ def test_a_forced_pattern_as_the_explanation():
                           attention=attend_only("L0H0", answer_positions(tokens, targets)))
     assert result["loss recovered"] >= 0.99 and result["circuit"][1] == 1.0
     wrong = faithfulness(model, tokens, targets, circuit_of(model, ["L0H0"]),  # "attends to position 0"
-                         attention=attend_only("L0H0", torch.nn.functional.one_hot(torch.zeros(len(tokens), dtype=torch.long), 4).bool()))
+                         attention=attend_only("L0H0", torch.nn.functional.one_hot(
+                             torch.zeros(len(tokens), dtype=torch.long), 4).bool()))
     assert wrong["loss recovered"] < 0.5
 
 
