@@ -59,11 +59,18 @@ def verdict(claims, keys) -> str:
     what the loaded model contradicts."""
     keys = [keys] if isinstance(keys, str) else keys
     rows = [by_key(claims)[k] for k in keys]
-    failing = [c for c in rows if not c.holds]
-    line = (f"**Verdict: the hypothesis holds on this model** (all {len(rows)} rows)." if not failing else
-            "**Verdict: the hypothesis does not hold on this model**; failing: "
-            + "; ".join(f"{c.text} ({c.show(c.value)})" for c in failing) + ".")
+    line = (f"**Verdict: the hypothesis holds on this model** (all {len(rows)} rows)." if not failing(rows) else
+            "**Verdict: the hypothesis does not hold on this model**; failing: " + describe(failing(rows)) + ".")
     return claims_table(rows) + "\n\n" + line
+
+
+def failing(claims) -> list:
+    return [c for c in claims if not c.holds]
+
+
+def describe(claims) -> str:
+    """'text (measured)' of each claim, joined by '; '."""
+    return "; ".join(f"{c.text} ({c.show(c.value)})" for c in claims)
 
 
 def verdict_counts(claims) -> str:

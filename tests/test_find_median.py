@@ -10,7 +10,7 @@ from find_median.dataset import answer, median_swap_pairs, task
 from shared import circuits as C
 from shared import load_checkpoint, load_snapshots
 from find_median.claims import claims as find_median_claims
-from shared.claims import by_key, formation_claim, formation_series
+from shared.claims import by_key, describe, failing, formation_claim, formation_series
 from shared.tasks import evaluation_suite, family_accuracies
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,9 +53,7 @@ def test_every_claim_of_the_notebook_holds(claims):
     """Every row of the notebook's claims table (whatever the task's claims.py computes) holds on the committed
     model, at the claim's own threshold: adding a claim to claims.py adds it here."""
     rows = claims["claims"]
-    failing = [f"{c.key}: {c.text}: {c.show(c.value)} not {c.op} {c.show(c.threshold)}" for c in rows if not c.holds]
-    assert len(rows) >= 15 and not failing, "\n".join(failing)
-    assert len({c.key for c in rows}) == len(rows), "claim keys are unique"
+    assert len(rows) >= 15 and len({c.key for c in rows}) == len(rows) and not failing(rows), describe(failing(rows))
     assert claims["averaging head"] == (0, 0) and claims["selecting head"] == (1, 0)
 
 
