@@ -27,10 +27,11 @@ def uniform_lists(suite, sample: int = SAMPLE):
 
 
 def selecting_head(model, suite) -> tuple:
-    """(layer, head) whose attention from SEP lands most on the minimum, on uniform lists."""
+    """(layer, head) whose attention from SEP lands most on the minimum, on uniform lists, and every head's
+    attention there [layer, head]."""
     _, (few, few_targets) = uniform_lists(suite)
     on_min = C.attention_on(model, few, answer_positions(few, few_targets))
-    return max(heads(model), key=lambda lh: on_min[lh].item())
+    return max(heads(model), key=lambda lh: on_min[lh].item()), on_min
 
 
 @torch.no_grad()
@@ -46,14 +47,14 @@ def correctness(model, suite, task, predictions, accuracies, weakest, verificati
 
 
 @torch.no_grad()
-def selection(model, suite, layer, head) -> list:
-    """Section 2: the head puts SEP's attention on the minimum, on uniform lists and on near ties."""
-    _, (few, few_targets) = uniform_lists(suite)
+def selection(model, suite, layer, head, on_min) -> list:
+    """Section 2: the head puts SEP's attention on the minimum, on uniform lists (on_min: selecting_head's
+    measure) and on near ties."""
     name = head_name(layer, head)
     near_x, near_y = suite.of("near_tie")
     return [
         Claim("selects", f"{name} (the head most on the minimum) puts SEP's attention on the minimum, uniform lists",
-              C.attention_on(model, few, answer_positions(few, few_targets))[layer, head].item(), ">=", 0.9),
+              on_min[layer, head].item(), ">=", 0.9),
         Claim("near_ties", f"{name} still gives the minimum most of SEP's attention on near ties",
               C.attention_on(model, near_x, answer_positions(near_x, near_y))[layer, head].item(), ">=", 0.5),
     ]
@@ -148,12 +149,12 @@ def claims(model, suite: dict, task) -> dict:
     Returns {"claims": [...], "selecting head": (l, h), "faithfulness": ..., "verification": shared.verify's
     Verdict}."""
     n = task.n
-    layer, head = selecting_head(model, suite)
+    (layer, head), on_min = selecting_head(model, suite)
     predictions, accuracies, weakest = suite_accuracies(model, suite)
     verification = verify(model, task)
     faithful_claims, faithful = faithfulness(model, suite, layer, head)
     found = [*correctness(model, suite, task, predictions, accuracies, weakest, verification),
-             *selection(model, suite, layer, head), *qk_circuit(model, n, layer, head),
+             *selection(model, suite, layer, head, on_min), *qk_circuit(model, n, layer, head),
              *ov_circuit(model, suite, layer, head), *causal_checks(model, suite, layer, head),
              *algorithm(model, suite, predictions, layer, head), *faithful_claims]
     return {"claims": found, "selecting head": (layer, head), "faithfulness": faithful, "verification": verification}

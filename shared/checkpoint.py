@@ -82,9 +82,8 @@ def _first_line(error) -> str:
 
 
 def _kind_error(value, kind) -> bool:
-    """True when value is not of kind (a bool is not a number here)."""
-    return not isinstance(value, kind) or (isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple)
-                                                                                    else (kind,)))
+    """True when value is not of kind; a bool never is (no entry is a bool, and bool would pass for int)."""
+    return isinstance(value, bool) or not isinstance(value, kind)
 
 
 def check_metadata(path, metadata: dict, trained: bool):

@@ -442,7 +442,7 @@ def run_sweep(task: str, seeds, jobs: int, folder: Path, params: dict, progress:
     return rows
 
 
-def _train_seeds(task, todo, jobs, paths, params, progress) -> int:
+def _train_seeds(task, todo, jobs, paths, params, progress):
     cores = os.cpu_count() or 1
     jobs = min(jobs, cores, max(1, len(todo)))  # more processes than cores would only share them
     threads = max(1, cores // jobs)
@@ -481,7 +481,6 @@ def _train_seeds(task, todo, jobs, paths, params, progress) -> int:
         for child in multiprocessing.active_children():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child.pid, signal.Signals[stop["signal"]])
-        pool.shutdown(wait=True, cancel_futures=True)
         raise SweepInterrupted(stop["signal"], finished, len(todo)) from None
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

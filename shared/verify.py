@@ -38,6 +38,8 @@ from pathlib import Path
 
 import torch
 
+from .tasks import last_logits
+
 ENUMERATE_LIMIT = 10 ** 7  # tasks with at most this many inputs are verified by running the model on each
 UNIT_ROUNDOFF = 2.0 ** -24  # float32
 COUNTEREXAMPLES = 10  # at most this many are listed
@@ -303,17 +305,19 @@ def true_margins(model, values, answers, n: int, terms: dict = None) -> torch.Te
         a = s.softmax(-1)  # [batch, n + 1]
         u = torch.cat([out[h][positions, values], out[h][n, 0].expand(len(values), 1, -1)], 1)
         logits += (a[..., None] * u).sum(1)
-    right = logits.gather(1, answers[:, None])[:, 0]
-    logits.scatter_(1, answers[:, None], -math.inf)
-    return right - logits.max(-1).values
+    return _margin(logits, answers)
 
 
-@torch.no_grad()
+def _margin(logits, answers):
+    """[batch]: logit[answer] - the largest other logit (logits [batch, V])."""
+    others = logits.scatter(1, answers[:, None], -math.inf)
+    return logits.gather(1, answers[:, None])[:, 0] - others.max(-1).values
+
+
 def _confirmed(model, lists, task):
     """The lists [batch, n] the model (its own float32 forward pass) gets wrong: (values, predicted, answer)."""
-    device = next(model.parameters()).device
     tokens, targets = task.batch(lists)
-    predicted = model(tokens.to(device), last_only=True)[:, -1].argmax(-1).cpu()
+    predicted = last_logits(model, tokens).argmax(-1)
     return [(x.tolist(), p.item(), t.item()) for x, p, t in zip(lists, predicted, targets) if p != t]
 
 
@@ -426,18 +430,15 @@ def enumerate_inputs(model, task, chunk: int = 1 << 16) -> Verdict:
     if inputs > ENUMERATE_LIMIT:
         return Verdict("out of scope", inputs, "every input", reason=f"{V}^{n} = {inputs:,} inputs, more than "
                        f"{ENUMERATE_LIMIT:,} to enumerate")
-    device = next(model.parameters()).device
     powers = V ** torch.arange(n - 1, -1, -1)
     wrong, failing, lowest, errors = [], set(), math.inf, 0
     for first in range(0, inputs, chunk):
         index = torch.arange(first, min(first + chunk, inputs))
         values = index[:, None] // powers % V
         tokens, targets = task.batch(values)
-        logits = model(tokens.to(device), last_only=True)[:, -1].float().cpu()
+        logits = last_logits(model, tokens)
         predicted = logits.argmax(-1)
-        right = logits.gather(1, targets[:, None])[:, 0]
-        logits.scatter_(1, targets[:, None], -math.inf)
-        lowest = min(lowest, (right - logits.max(-1).values).min().item())
+        lowest = min(lowest, _margin(logits, targets).min().item())
         bad = predicted != targets
         errors += int(bad.sum())
         for x, p, t in zip(values[bad], predicted[bad], targets[bad]):
