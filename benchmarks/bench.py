@@ -1,4 +1,5 @@
-"""Training speed of both tasks, and the cost of our hook machinery against plain PyTorch and TransformerLens.
+"""Training speed of both tasks, the turn of the user's loop (training.py, then the notebook), and the cost of our
+hook machinery against plain PyTorch and TransformerLens.
 
     python benchmarks/bench.py              # about 15 minutes on 2 CPU cores
     python benchmarks/bench.py --readme     # also rewrite the benchmark table in README.md
@@ -7,6 +8,9 @@
 For each task, with the default hyperparameters of its training.py:
   * a training run per seed (stopped at 99.9% held-out): steps/s, and the seconds to 99% and 99.9% as the median
     and the maximum over the seeds (one seed is an anecdote);
+  * `python <task>/training.py --seed=S` per seed, as a user runs it (a fresh process, to its own stopping
+    target, the report and the save included): wall seconds, median and maximum, and the steps it took;
+  * one execution of the task's analyze.ipynb on the committed checkpoint, headless as the tests run it;
   * the time of one training step (forward, backward, AdamW) of our model with no hooks attached, as a ratio
     to a plain PyTorch model of the same sizes (fused qkv projection, scaled_dot_product_attention, no
     hook points), and to TransformerLens' HookedTransformer when transformer_lens (<4) is installed.
@@ -16,7 +20,9 @@ import importlib
 import math
 import platform
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -120,6 +126,40 @@ def time_to_target(name, seed):
     return t99, t999, s999, history["stopped_at"] / history["seconds"][-1]
 
 
+def training_script_run(name, seed):
+    """(wall seconds, steps, target reached) of `python <task>/training.py --seed=seed` in a fresh process, saving
+    to a temporary folder (no snapshots, so nothing committed is touched)."""
+    from shared.checkpoint import load_checkpoint
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "model.pt"
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, str(ROOT / name / "training.py"), f"--seed={seed}", f"--out={out}",
+                        "--snapshots=0"], check=True, capture_output=True)
+        seconds = time.perf_counter() - t0
+        history = load_checkpoint(out, task=name).metadata["history"]
+    return seconds, history["stopped_at"], history["target_reached"] is not None
+
+
+def notebook_seconds(name):
+    """Wall seconds of one headless execution of <task>/analyze.ipynb (a fresh copy, from its folder)."""
+    import nbformat
+    from nbclient import NotebookClient
+    path = ROOT / name / "analyze.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    t0 = time.perf_counter()
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    return time.perf_counter() - t0
+
+
+def loop_row(name, seeds):
+    """The README row of the user's loop for one task: training.py per seed, then one notebook execution."""
+    runs = [training_script_run(name, seed) for seed in seeds]
+    seconds = [r[0] for r in runs]
+    reached = sum(r[2] for r in runs)
+    return (f"| {name} | {statistics.median(seconds):.1f} s | {max(seconds):.1f} s | "
+            f"{statistics.median(r[1] for r in runs):.0f} | {reached}/{len(runs)} | {notebook_seconds(name):.1f} s |")
+
+
 def bench_task(name, seeds):
     """The README row of one task (median and maximum over seeds) and its per-seed rows."""
     p = hyperparameters(vars(importlib.import_module(f"{name}.training")))
@@ -148,6 +188,7 @@ def main():
         if arg.startswith("--seeds="):
             seeds = range(int(arg.split("=", 1)[1]))
     results = {name: bench_task(name, seeds) for name in ("find_min", "find_median")}
+    loop = [loop_row(name, seeds) for name in ("find_min", "find_median")]
     table = "\n".join([
         f"Measured on {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
         f"{time.strftime('%Y-%m-%d')}; seeds 0-{len(seeds) - 1} of the default recipe per task.",
@@ -156,7 +197,11 @@ def main():
         " ours, last position / plain | TransformerLens / plain |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|", *[row for row, _ in results.values()],
         "", "| task | seed | to 99.9% held-out | step |", "|---|---:|---:|---:|",
-        *[line for _, per_seed in results.values() for line in per_seed]])
+        *[line for _, per_seed in results.values() for line in per_seed],
+        "", "The user's loop: `python <task>/training.py --seed=S` to its own stopping target (a fresh process, the "
+        "report and the save included), then one execution of `analyze.ipynb`.", "",
+        "| task | training.py, median | training.py, max | steps, median | stopping target met | notebook |",
+        "|---|---:|---:|---:|---:|---:|", *loop])
     print(table)
     if "--readme" in sys.argv:
         sys.path.insert(0, str(ROOT / "tests"))

@@ -13,16 +13,16 @@ n = 7                       # list length (odd)
 V = 64                      # values 0..V-1; the separator token is V
 n_layers = 2                # layer 0 gathers the whole list at SEP, layer 1 selects the median
 n_heads = 1
-d_model = 64
-d_head = 64
-d_mlp = 256                 # None: attention-only
+d_model = 32                # 64 (with d_mlp = 256) learnt the same mechanism, at twice the time per step
+d_head = 32
+d_mlp = 128                 # None: attention-only
 act_fn = "relu"
 normalization_type = None   # "LN" or None
 uniform_attention = False   # True: freeze every attention to uniform (the averaging baseline the README reports)
 init_scale = 1.0
 embed_std = None            # std of W_E and W_pos at init; None: init_scale / sqrt(d_model), like every weight
 batch_size = 512
-max_steps = 5000
+max_steps = 2500
 lr = 1e-2
 weight_decay = 0.0
 warmup_steps = 200
@@ -30,10 +30,14 @@ min_lr_frac = 0.02          # the cosine schedule ends at lr * min_lr_frac: endi
 grad_clip = 1.0
 eval_every = 100
 eval_size = 4096            # held-out samples from the training distribution
-target_accuracy = 1.0       # stop early once the held-out accuracy reaches this
+target_accuracy = 0.999     # stop early once the held-out accuracy reaches this, and
+target_family_accuracy = 0.998  # a fresh draw of every evaluation family (1,000 lists each) this: 100% on every
+                            # family is almost never met (rare errors on 11 draws), 99.8% is the bar (99%) with room
 seed = 0                    # fixes the weights and the data stream
 snapshots = 12              # keep weights at ~N log-spaced steps in <out>.snapshots.pt (0: none)
 device = "auto"             # "auto" takes CUDA when present
+threads = 1                 # torch CPU threads (None: every core). A model this small steps faster on one: a second
+                            # thread's synchronisation costs more than it shares (2 cores: 0.76x the step time of 2)
 out = "checkpoints/model.pt"  # relative to this folder
 # ---------------------------------------------------------------------------------------------------------
 

@@ -19,9 +19,9 @@ from .train import snapshot_schedule, train
 SEED_MAX = 2 ** 62  # seeds feed torch.manual_seed with offsets added: this keeps them inside its 64 bits
 CLI_LIMITS = dict(  # passed to shared.cli.apply_overrides by every task's training.py
     zero_ok=("weight_decay", "warmup_steps", "grad_clip", "seed", "snapshots"),
-    at_most={"target_accuracy": 1.0, "min_lr_frac": 1.0, "seed": SEED_MAX},
+    at_most={"target_accuracy": 1.0, "target_family_accuracy": 1.0, "min_lr_frac": 1.0, "seed": SEED_MAX},
     choices={"normalization_type": ("LN", None), "act_fn": ("relu", "gelu"), "device": ("auto", "cpu", "cuda")},
-    types={"d_mlp": int, "embed_std": float},
+    types={"d_mlp": int, "embed_std": float, "threads": int},
 )
 
 
@@ -55,6 +55,8 @@ def main(task_factory, g: dict):
     task = make_task(task_factory, params)
     out_path = Path(g["__file__"]).resolve().parent / params["out"]
     check_writable(out_path)
+    if params.get("threads"):  # None: torch's default (every core)
+        torch.set_num_threads(params["threads"])
     StopSignals().__enter__()  # installed for the whole run; run_training takes the active one
     _, history = run_training(task, params, out_path)
     for sig in (signal.SIGINT, signal.SIGTERM):  # saved: nothing is left to stop, and the exit must not break
@@ -108,8 +110,9 @@ def stop_families(task: ListTask, size: int = 1000):
     return task.families(size, seed=2)
 
 
-def verdict(history, family_accuracy: dict, target) -> str:
+def verdict(history, family_accuracy: dict, target, family_target=None) -> str:
     """One line: whether training met its target, and where the model is weakest."""
+    family_target = target if family_target is None else family_target
     weakest, accuracy = min(family_accuracy.items(), key=lambda item: item[1])
     held = history["eval_accuracy"][-1] if history["eval_accuracy"] else float("nan")
     if history["target_reached"] is not None:
@@ -118,7 +121,8 @@ def verdict(history, family_accuracy: dict, target) -> str:
         head = f"target not reached: interrupted at step {history['stopped_at']}"
     else:
         head = f"target not reached by max_steps={history['stopped_at']}"
-    return (f"{head} (stopping check: {target:.2%} on held-out and on a fresh draw of every family); "
+    return (f"{head} (stopping check: {target:.2%} on held-out, {family_target:.2%} on a fresh draw of every "
+            f"family); "
             f"report: held-out {held:.2%}, weakest family {weakest} {accuracy:.2%}")
 
 
@@ -198,7 +202,8 @@ def _run_training(task: ListTask, p: dict, out_path, progress: bool, signals: St
                     max_steps=p["max_steps"], batch_size=p["batch_size"], lr=p["lr"],
                     weight_decay=p["weight_decay"], warmup_steps=p["warmup_steps"],
                     min_lr_frac=p["min_lr_frac"], grad_clip=p["grad_clip"], eval_every=p["eval_every"],
-                    target_accuracy=p["target_accuracy"], seed=p["seed"], device=p["device"],
+                    target_accuracy=p["target_accuracy"], family_target=p.get("target_family_accuracy"),
+                    seed=p["seed"], device=p["device"],
                     progress=progress, stop_families=stop_families(task),
                     snapshot_steps=snapshot_schedule(p["max_steps"], p.get("snapshots", 0)), on_snapshot=keep,
                     stop_requested=lambda: signals.received is not None)
@@ -230,7 +235,7 @@ def _run_training(task: ListTask, p: dict, out_path, progress: bool, signals: St
     except (OSError, RuntimeError) as e:
         print(f"could not write the snapshots to {snapshot_path} ({save_error_reason(e)}); the model itself is "
               f"saved at {out_path}", file=sys.stderr)
-    print(verdict(history, accuracies, p["target_accuracy"]))
+    print(verdict(history, accuracies, p["target_accuracy"], p.get("target_family_accuracy")))
     return model, history
 
 

@@ -78,3 +78,17 @@ def test_same_seed_same_weights_at_scale():
               progress=False)
         weights.append([p.detach().clone() for p in model.parameters()])
     assert all(torch.equal(a, b) for a, b in zip(*weights))
+
+
+def test_family_target_is_its_own_bar():
+    """The families' bar is family_target, apart from the held-out one: a family that can never reach the
+    held-out target still lets training stop once it reaches its own."""
+    held_out = COPY_FIRST.sample_batch(512, torch.Generator().manual_seed(99))
+    tokens, targets = COPY_FIRST.sample_batch(200, torch.Generator().manual_seed(5))
+    half_wrong = {"half wrong": (tokens, torch.where(torch.arange(200) % 2 == 0, targets, (targets + 1) % 6))}
+    common = dict(max_steps=400, batch_size=64, lr=1e-2, warmup_steps=20, eval_every=50, target_accuracy=0.99,
+                  seed=0, progress=False, stop_families=half_wrong)
+    never = train(Transformer(CFG), COPY_FIRST.sample_batch, *held_out, **common)
+    assert never["target_reached"] is None and never["stopped_at"] == 400  # 50% < 99%: the family bar is the target
+    stops = train(Transformer(CFG), COPY_FIRST.sample_batch, *held_out, family_target=0.45, **common)
+    assert stops["target_reached"] is not None and stops["stopped_at"] < 400
