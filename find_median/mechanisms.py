@@ -39,3 +39,29 @@ MECHANISMS = [
               "-|v - m| for each value v, whose sum peaks at the median (the averaging baseline)",
               circuit=LAYER0_HEADS),
 ]
+
+
+MLP0_MEASURES = ("mlp0_important", "mlp0_step_share", "mlp0_indicator_share", "mlp0_step_r2", "mlp0_thresholds",
+                 "mlp0_threshold_low", "mlp0_threshold_high")
+
+
+def mlp0_measures(model, suite) -> dict:
+    """The reading of MLP 0 (find_median.mlp0.read_mlp0, on 1,000 uniform lists) as a few numbers per seed: how
+    many neurons are important, the share of them that are steps and that are median indicators (turning on at
+    k + 1 values), the steps' median R^2, and how many distinct median thresholds there are and where they sit.
+    None where MLP 0 cannot be read (no MLP, LayerNorm, several heads)."""
+    from find_median.mlp0 import median_indicator_share, median_thresholds, read_mlp0
+    try:
+        reading = read_mlp0(model)
+    except ValueError:
+        return dict.fromkeys(MLP0_MEASURES)
+    important = reading["important"].tolist()
+    steps = [j for j in important if reading["kind"][j] == "step"]
+    cuts = median_thresholds(reading)
+    return dict(zip(MLP0_MEASURES, (
+        len(important), len(steps) / max(1, len(important)), median_indicator_share(reading),
+        reading["fits"]["step"]["r2"][steps].median().item() if steps else None, len(cuts),
+        cuts.min().item() if len(cuts) else None, cuts.max().item() if len(cuts) else None)))
+
+
+TASK_MEASURES = mlp0_measures  # shared.sweep adds these to every seed's summary row

@@ -110,7 +110,7 @@ def mechanism_of(name: str, mechanisms):
 
 
 @torch.no_grad()
-def class_faithfulness(model, mechanism, measures: dict, suite: dict, size: int = 2000):
+def class_faithfulness(model, mechanism, measures: dict, suite: dict, size: int = 1000):
     """(description, shared.faithfulness.faithfulness_by_family results) of the circuit the class's
     explanation states, on this model (its selector found by mechanism_measures)."""
     circuit = mechanism.circuit

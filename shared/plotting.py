@@ -142,3 +142,24 @@ def mechanism_scatter(recipes: dict, x: str, y: str, thresholds=(None, None), ot
     if title:
         ax.set_title(title)
     return fig
+
+
+def neuron_responses(responses, fitted, titles, xlabel="token value v", ylabel="response", ncols=4, title=None):
+    """Small multiples: each neuron's response to each token (dots) and the shape fitted to it (line).
+    responses, fitted: [neurons, d_vocab]; titles: one per neuron."""
+    responses, fitted = _np(responses), _np(fitted)
+    rows = max(1, -(-len(responses) // ncols))
+    fig, axes = plt.subplots(rows, ncols, figsize=(2.6 * ncols, 2.1 * rows), squeeze=False, constrained_layout=True)
+    for ax, response, fit, name in zip(axes.flat, responses, fitted, titles):
+        ax.plot(range(len(response)), response, ".", ms=3, label="from the weights")
+        ax.plot(range(len(fit)), fit, lw=1, label="fitted shape")
+        ax.set_title(name, fontsize=8)
+        ax.set_xlabel(xlabel, fontsize=7)
+        ax.set_ylabel(ylabel, fontsize=7)
+        ax.tick_params(labelsize=6)
+    for ax in list(axes.flat)[len(responses):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=6)
+    if title:
+        fig.suptitle(title)
+    return fig

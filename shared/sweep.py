@@ -249,7 +249,8 @@ def release(path: Path):
 def summary_row(task_name: str, seed: int, path: Path) -> dict:
     """The sweep's figures for one seed, recomputed from its checkpoint: accuracy on the evaluation suite
     (100,000 uniform lists and every family), the weakest family, when training reached its target, the
-    mechanism measures (shared.mechanisms.measures_on), the class the task's MECHANISMS give them, and
+    mechanism measures (shared.mechanisms.measures_on), the class the task's MECHANISMS give them, the task's own
+    measures (TASK_MEASURES in <task>/mechanisms.py, if it has them), and
     shared.verify's verdict on every input (with its worst-case margin, where computed)."""
     model = load_checkpoint(path, task=task_name)
     meta = model.metadata
@@ -259,13 +260,16 @@ def summary_row(task_name: str, seed: int, path: Path) -> dict:
     accuracies = family_accuracies(model, suite)
     weakest = min(accuracies, key=accuracies.get)
     measures = measures_on(model, suite)
+    mechanisms = importlib.import_module(f"{task_name}.mechanisms")
     history = meta["history"]
     reached = history.get("target_reached")
     seconds = history["seconds"][history["step"].index(reached)] if reached is not None else None
     row = {"seed": seed, "held-out": history["eval_accuracy"][-1], **accuracies, "weakest family": weakest,
            "weakest accuracy": accuracies[weakest], "target reached": reached is not None,
            "steps": history["stopped_at"], "seconds to target": seconds, "train seconds": meta["train_seconds"],
-           **measures, "mechanism": classify(measures, importlib.import_module(f"{task_name}.mechanisms").MECHANISMS)}
+           **measures, "mechanism": classify(measures, mechanisms.MECHANISMS)}
+    # a task's own measures (TASK_MEASURES in <task>/mechanisms.py: model, suite -> {name: value}), after the class
+    row.update(getattr(mechanisms, "TASK_MEASURES", lambda model, suite: {})(model, suite))
     verdict = verify(model, task)
     row.update({"verified": verdict.status, "worst-case margin": verdict.margin,
                 "float32 margin": verdict.float32_margin})

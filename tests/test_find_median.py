@@ -46,7 +46,7 @@ def test_dataset_specifics():
 
 @pytest.fixture(scope="module")
 def claims(model, averaging, suite):
-    return find_median_claims(model, suite, median_swap_pairs(2000), averaging)
+    return find_median_claims(model, suite, median_swap_pairs(1000), averaging)
 
 
 def test_every_claim_of_the_notebook_holds(claims):
@@ -75,8 +75,8 @@ def test_selection_reads_the_real_attention(model, suite):
 
 def test_completed_algorithm_by_the_real_pattern(model, suite, claims):
     """Independent check of the 'select_output' claim: the value at the real pattern's argmax key, against the
-    model's answer, on the same 20,000 uniform lists."""
-    tokens = suite.uniform[0][:20000]
+    model's answer, on the same 5,000 uniform lists."""
+    tokens = suite.uniform[0][:5000]
     _, cache = model.run_with_cache(tokens, names_filter="blocks.1.attn.hook_pattern")
     picked = tokens[torch.arange(len(tokens)), cache["pattern", 1][:, 0, -1, :-1].argmax(-1)]
     agreement = (picked == model(tokens)[:, -1].argmax(-1)).float().mean().item()
@@ -111,3 +111,44 @@ def test_small_training_run_learns(tmp_path):
         assert accuracy >= 0.97, name
 
 
+
+
+def test_handbuilt_checkpoint_is_the_formula():
+    """checkpoints/handbuilt.pt is exactly what `python find_median/handbuilt.py` writes today."""
+    from find_median.handbuilt import handbuilt_model
+    saved = load_checkpoint(ROOT / "find_median/checkpoints/handbuilt.pt", task="find_median")
+    rebuilt = handbuilt_model()
+    assert saved.cfg == rebuilt.cfg and saved.metadata["handbuilt"] is True
+    for name, tensor in rebuilt.state_dict().items():
+        assert torch.equal(saved.state_dict()[name], tensor), name
+
+
+@pytest.mark.parametrize("n, V", [(5, 8), (3, 64), (7, 4)])
+def test_handbuilt_model_is_right_on_every_input(n, V):
+    """The construction on every list of small shapes (n = 7, V = 64 has 4.4e12: the suite samples it)."""
+    from find_median.handbuilt import handbuilt_model
+    model = handbuilt_model(n, V)
+    values = torch.cartesian_prod(*[torch.arange(V)] * n).view(-1, n)
+    tokens = torch.cat([values, torch.full((len(values), 1), V)], 1)
+    with torch.no_grad():
+        logits = model(tokens, last_only=True)[:, -1]
+    top2 = logits.topk(2, dim=-1).values
+    assert (logits.argmax(-1) == answer(values)).all()
+    assert (top2[:, 0] - top2[:, 1]).min() > 5  # by a wide margin, not by a float's luck
+
+
+def test_mlp0_reading_of_the_handbuilt_model():
+    """read_mlp0 on the model whose neurons are known: every neuron a sharp step at t + 0.5 counting the values
+    below; neuron 2t turns on at k + 1 = 4 of them (the median is <= t), its partner 2t + 1 at 5."""
+    from find_median.handbuilt import handbuilt_model
+    from find_median.mlp0 import median_thresholds, read_mlp0
+    model = handbuilt_model()
+    reading = read_mlp0(model, size=500)
+    step = reading["fits"]["step"]
+    assert set(reading["kind"]) == {"step"} and step["r2"].min() > 0.999
+    assert torch.equal(step["threshold"][0::2], torch.arange(63) + 0.5)
+    assert (reading["side"] == -1).all()
+    assert (reading["turn_on"][0::2] == 4).all() and (reading["turn_on"][1::2] == 5).all()
+    assert len(reading["important"]) > 0
+    cuts = median_thresholds(reading)
+    assert set(cuts.tolist()) <= set((torch.arange(63) + 0.5).tolist())

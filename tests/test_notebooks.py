@@ -94,3 +94,14 @@ def test_find_median_notebook_on_one_layer(tmp_path, monkeypatch):
     assert "no averaging baseline for this model's task shape" in text
     assert "| n/a |" in text and "FAILS" in text
     assert "**Verdict: the hypothesis does not hold on this model**; failing: " in text
+
+
+def test_find_median_notebook_on_the_handbuilt_model(monkeypatch):
+    """The notebook on the model built by hand: every tool runs on it, and it shows it beside the trained one."""
+    checkpoint = ROOT / "find_median/checkpoints/handbuilt.pt"
+    text = text_of(execute(ROOT / "find_median/analyze.ipynb", monkeypatch, "FIND_MEDIAN_CHECKPOINT", checkpoint))
+    assert "hand-built (find_median/handbuilt.py), no training" in text
+    assert "| family | samples | this model errors | this model accuracy | this model smallest p(answer) | trained " \
+           "errors |" in text  # side by side with the trained model
+    assert "| uniform (10,000) | 10,000 | 0 | 100.00% |" in text  # the construction makes no mistake there
+    assert "**this model, MLP 0**" in text and "**trained, MLP 0**" in text

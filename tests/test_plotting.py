@@ -5,7 +5,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from shared.plotting import attention_patterns, heatmap, training_curves
+from shared.plotting import attention_patterns, heatmap, neuron_responses, training_curves
 
 
 def test_attention_grid():
@@ -33,3 +33,13 @@ def test_heatmap_and_curves():
     fig = training_curves({"step": [1, 2], "train_loss": [1.0, 0.5], "eval_loss": [1.1, 0.4],
                            "eval_accuracy": [0.5, 0.9]})
     assert fig.axes[1].lines[0].get_ydata()[-1] == 90
+
+
+def test_neuron_responses():
+    responses = torch.randn(5, 10)
+    fig = neuron_responses(responses, responses.cumsum(1), [f"neuron {j}" for j in range(5)], ncols=3)
+    drawn = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in drawn] == [f"neuron {j}" for j in range(5)]
+    assert len(fig.axes) == 6 and not fig.axes[5].axison  # the spare panel is blank
+    dots, line = drawn[2].lines
+    assert np.allclose(dots.get_ydata(), responses[2].numpy()) and drawn[2].get_xlabel() == "token value v"
