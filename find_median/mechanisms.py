@@ -11,13 +11,16 @@ LAYER0_HEADS = Circuit("layer-0 heads alone (everything else resampled)", lambda
     c for c in components(model) if parse(c)[0] == 0 and not is_mlp(c)])
 
 # The mechanism classes of shared.mechanisms.classify, checked in order. Each threshold sits in a gap between
-# clusters measured on 60 seeds of three recipes (across_seeds/*.csv: the default, --d_mlp=None and
-# --embed_std=1.0) and on the averaging baseline, 4,000 uniform lists each:
+# clusters measured on 60 seeds of three recipes of the earlier d_model-64 default (--d_mlp=None and --embed_std=1.0
+# too) and on the averaging baseline, 4,000 uniform lists each:
 # - selector_dla: seeds whose most-on-the-median head writes the answer 0.78-1.00; where it does not, 0.21-0.40.
 # - answer_attention of those writing heads: 0.79-0.99, and one seed at 0.43 (nothing between); heads of the
 #   averaging seeds and the baseline 0.14 (the median's share of positions), one idle layer-1 head 0.41.
 # - neighbourhood_attention: the 0.43 seed 0.81; averaging heads 0.40-0.52; selecting heads >= 0.98.
 # - mlp_dla of the seeds whose heads do not write the answer: 0.84-0.98.
+# The d_model-32 recipes (across_seeds/*.csv, 2026-12-01) fall on the same sides: selecting seeds answer_attention
+# 0.60-0.79 (those selecting softly 0.49-0.59), selector_dla 0.84-1.00; the one averaging seed 0.14 and 0.20; one
+# unit-std seed (0.34, 0.76) fits none.
 MECHANISMS = [
     Mechanism("selects in layer {selector_layer}",
               {"answer_attention": (">=", 0.6), "selector_dla": (">=", 0.6)},

@@ -36,8 +36,6 @@ target_family_accuracy = 0.998  # a fresh draw of every evaluation family (1,000
 seed = 0                    # fixes the weights and the data stream
 snapshots = 12              # keep weights at ~N log-spaced steps in <out>.snapshots.pt (0: none)
 device = "auto"             # "auto" takes CUDA when present
-threads = 1                 # torch CPU threads (None: every core). A model this small steps faster on one: a second
-                            # thread's synchronisation costs more than it shares (2 cores: 0.76x the step time of 2)
 out = "checkpoints/model.pt"  # relative to this folder
 # ---------------------------------------------------------------------------------------------------------
 

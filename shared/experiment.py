@@ -21,7 +21,7 @@ CLI_LIMITS = dict(  # passed to shared.cli.apply_overrides by every task's train
     zero_ok=("weight_decay", "warmup_steps", "grad_clip", "seed", "snapshots"),
     at_most={"target_accuracy": 1.0, "target_family_accuracy": 1.0, "min_lr_frac": 1.0, "seed": SEED_MAX},
     choices={"normalization_type": ("LN", None), "act_fn": ("relu", "gelu"), "device": ("auto", "cpu", "cuda")},
-    types={"d_mlp": int, "embed_std": float, "threads": int},
+    types={"d_mlp": int, "embed_std": float},
 )
 
 
@@ -55,8 +55,6 @@ def main(task_factory, g: dict):
     task = make_task(task_factory, params)
     out_path = Path(g["__file__"]).resolve().parent / params["out"]
     check_writable(out_path)
-    if params.get("threads"):  # None: torch's default (every core)
-        torch.set_num_threads(params["threads"])
     StopSignals().__enter__()  # installed for the whole run; run_training takes the active one
     _, history = run_training(task, params, out_path)
     for sig in (signal.SIGINT, signal.SIGTERM):  # saved: nothing is left to stop, and the exit must not break
