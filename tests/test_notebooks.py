@@ -96,12 +96,17 @@ def test_find_median_notebook_on_one_layer(tmp_path, monkeypatch):
     assert "**Verdict: the hypothesis does not hold on this model**; failing: " in text
 
 
-def test_find_median_notebook_on_the_handbuilt_model(monkeypatch):
-    """The notebook on the model built by hand: every tool runs on it, and it shows it beside the trained one."""
-    checkpoint = ROOT / "find_median/checkpoints/handbuilt.pt"
+def test_find_median_notebook_on_a_handbuilt_model(tmp_path, monkeypatch):
+    """The notebook on a model built by hand (find_median/handbuilt.py's formula, at n = 5, V = 16: the committed
+    n = 7, V = 64 one is 7x the trained model's compute, and its notebook run, 75 s, is too long for the suite):
+    every tool runs on it, it says so, and it is right on every family."""
+    from find_median.handbuilt import handbuilt_model, metadata
+    from shared.checkpoint import save_checkpoint
+    model = handbuilt_model(n=5, V=16)
+    checkpoint = tmp_path / "handbuilt.pt"
+    save_checkpoint(checkpoint, model, **metadata(model))
     text = text_of(execute(ROOT / "find_median/analyze.ipynb", monkeypatch, "FIND_MEDIAN_CHECKPOINT", checkpoint))
     assert "hand-built (find_median/handbuilt.py), no training" in text
-    assert "| family | samples | this model errors | this model accuracy | this model smallest p(answer) | trained " \
-           "errors |" in text  # side by side with the trained model
-    assert "| uniform (10,000) | 10,000 | 0 | 100.00% |" in text  # the construction makes no mistake there
-    assert "**this model, MLP 0**" in text and "**trained, MLP 0**" in text
+    assert "| uniform (100,000) | 100,000 | 0 | 100.00% |" in text  # the construction makes no mistake there
+    assert "nothing to compare with" in text  # the trained model is of another shape
+    assert "| step | " in text  # MLP 0 read neuron by neuron on it too
