@@ -16,19 +16,21 @@ trained model, and MLP 0's output at SEP resampled from a list with the same med
 import torch
 import torch.nn.functional as F
 
+from find_median.dataset import answer, balanced
 from shared import circuits as C
 from shared.faithfulness import recovered
 from shared.neurons import (best_shape, fit_shapes, loss_kept, neuron_terms, resample_matched,
                             run_with_token_response, uniform_pattern)
-from shared.tasks import last_logits
+from shared.tasks import last_logits, to_tokens, uniform_values
 
 IMPORTANT = 0.01  # a neuron is important when mean-ablating it alone at SEP costs this much loss on uniform lists
 TRANSITION = 3  # the refined reading keeps a step's exact response within this many values of its threshold
 
 
-def uniform_lists(size, n, V, seed):
-    values = torch.randint(0, V, (size, n), generator=torch.Generator().manual_seed(seed))
-    return torch.cat([values, torch.full((size, 1), V)], 1), values.sort(1).values[:, n // 2]
+def drawn_lists(draw, size, n, V, seed):
+    """(tokens, medians) of `size` fresh lists from draw(size, n, V, gen): uniform_values, dataset.balanced."""
+    values = draw(size, n, V, torch.Generator().manual_seed(seed))
+    return to_tokens(values, V), answer(values)
 
 
 @torch.no_grad()
@@ -64,7 +66,7 @@ def read_mlp0(model, size: int = 1000, seed: int = 21) -> dict:
     beta = (terms.token[0, :V] / (n + 1)).T  # [d_mlp, V]: one copy of v anywhere, at uniform attention
     constant = (terms.bias + terms.direct_token[sep] + terms.direct_position[n]
                 + (terms.position[0, :n + 1].sum(0) + terms.token[0, sep]) / (n + 1))
-    tokens, targets = uniform_lists(size, n, V, seed)
+    tokens, targets = drawn_lists(uniform_values, size, n, V, seed)
     importance = neuron_importance(model, tokens, targets)
     fits = fit_shapes(beta)
     kind = best_shape(fits)
@@ -205,19 +207,13 @@ def reading_tests(model, reading, suite, seed: int = 0, size: int = 1000) -> dic
 
 # --- how layer 1 reads MLP 0 ---------------------------------------------------------------------------------
 
-def balanced_lists(size, n, V, seed):
-    from find_median.dataset import balanced
-    values = balanced(size, n, V, torch.Generator().manual_seed(seed))
-    return torch.cat([values, torch.full((size, 1), V)], 1), values.sort(1).values[:, n // 2]
-
-
 @torch.no_grad()
 def score_map(model, sel, size: int = 20000, seed: int = 22):
     """[V, V]: the selecting head's real score from SEP to a key holding value v (columns), averaged over
     balanced lists with median m (rows), each list's scores centred on their mean over its keys; NaN where no
     list holds that pair."""
     V, n = model.cfg.d_vocab_out, model.cfg.n_ctx - 1
-    tokens, median = balanced_lists(size, n, V, seed)
+    tokens, median = drawn_lists(balanced, size, n, V, seed)
     _, cache = model.run_with_cache(tokens, names_filter=f"blocks.{sel[0]}.attn.hook_attn_scores")
     scores = cache["attn_scores", sel[0]][:, sel[1], -1, :-1]
     scores = scores - scores.mean(1, keepdim=True)
