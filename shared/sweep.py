@@ -477,7 +477,8 @@ def _train_seeds(task, todo, jobs, paths, params, progress):
             finished += 1
             bar.update()
     except SweepInterrupted:
-        running = sum(f.running() for f in futures)
+        # the pool marks one queued call beyond its workers as running; only the workers' seeds train
+        running = min(sum(f.running() for f in futures), jobs)
         for future in futures:
             future.cancel()
         print(f"\n{stop['signal']}: stopping the sweep: {running} running seed(s) save the model they reached as "

@@ -124,10 +124,15 @@ def sweep(*args, folder):
 
 
 def children(pid):
+    """A process's children by role: the pool's workers, which train, and multiprocessing's resource tracker."""
     found = set()
     for task in Path(f"/proc/{pid}/task").iterdir():
         found |= {int(c) for c in (task / "children").read_text().split()}
-    return found
+    roles = {"workers": set(), "helpers": set()}
+    for child in found:
+        command = Path(f"/proc/{child}/cmdline").read_bytes()
+        roles["workers" if b"spawn_main" in command else "helpers"].add(child)
+    return roles
 
 
 def alive(pid):
@@ -146,14 +151,21 @@ def test_a_signal_stops_the_sweep_and_its_workers(tmp_path, sig, code):
         assert time.time() < deadline and process.poll() is None, process.communicate()
         time.sleep(0.2)
     time.sleep(1.0)
-    workers = children(process.pid)
+    roles = children(process.pid)
+    assert len(roles["workers"]) == 2, roles
     start = time.time()
     process.send_signal(sig)
     out, err = finish(process, timeout=60)
     assert time.time() - start < 20 and process.returncode == code
-    assert "run the same command again" in err and "queued seeds cancelled" in err
+    assert "2 running seed(s)" in err and "run the same command again" in err and "queued seeds cancelled" in err
     assert {p.name for p in tmp_path.glob("*.pt")} == {"seed0.interrupted.pt", "seed1.interrupted.pt"}
-    assert not list(tmp_path.glob("*.lock")) and not any(alive(pid) for pid in workers)
+    # the sweep joins its workers before it exits; the resource tracker ends on its own once the sweep's pipe to
+    # it closes, a moment later
+    assert not list(tmp_path.glob("*.lock")) and not any(alive(pid) for pid in roles["workers"])
+    deadline = time.time() + 10
+    while any(alive(pid) for pid in roles["helpers"]):
+        assert time.time() < deadline, "multiprocessing's resource tracker outlived the sweep by 10 s"
+        time.sleep(0.1)
 
 
 def test_two_sweeps_on_one_folder_never_train_the_same_seed(tmp_path):
