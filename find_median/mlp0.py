@@ -83,12 +83,13 @@ def read_mlp0(model, size: int = 1000, seed: int = 21) -> dict:
             "fits": fits, "kind": kind, "turn_on": turn_on, "side": side, "n": n, "V": V}
 
 
-def median_indicator_share(reading) -> float:
-    """Of the important neurons, the share that are steps turning on at k + 1 values: 'the median is on my side
-    of t' indicators."""
+def median_indicator_share(reading, within: int = 0) -> float:
+    """Of the important neurons, the share that are steps turning on within `within` of k + 1 values on their side
+    of t. A step turning on at c values above t fires iff the c-th largest value is above t: at k + 1, 'the median
+    is above t' (within=0, the median indicators); within=1 adds the order statistics next to the median."""
     k = reading["n"] // 2
     neurons = reading["important"].tolist()
-    hits = [j for j in neurons if reading["kind"][j] == "step" and reading["turn_on"][j] == k + 1]
+    hits = [j for j in neurons if reading["kind"][j] == "step" and abs(reading["turn_on"][j] - (k + 1)) <= within]
     return len(hits) / max(1, len(neurons))
 
 

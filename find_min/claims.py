@@ -16,6 +16,7 @@ from shared.claims import (Claim, accuracy_claims, faithfulness_claims, heads, m
 from shared.components import head_name
 from shared.tasks import answer_positions
 from shared.verify import verify
+from find_min.dataset import task as task_of_shape
 
 SAMPLE = 20000  # uniform lists for the attention, ablation and algorithm claims
 
@@ -158,3 +159,8 @@ def claims(model, suite: dict, task) -> dict:
              *ov_circuit(model, suite, layer, head), *causal_checks(model, suite, layer, head),
              *algorithm(model, suite, predictions, layer, head), *faithful_claims]
     return {"claims": found, "selecting head": (layer, head), "faithfulness": faithful, "verification": verification}
+
+
+def checkpoint_claims(model, suite) -> list:
+    """The notebook's claims table for `model` alone (benchmarks/claims_across_seeds.py)."""
+    return claims(model, suite, task_of_shape(model.cfg.n_ctx - 1, model.cfg.d_vocab_out))["claims"]
