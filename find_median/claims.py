@@ -140,9 +140,9 @@ def which_components(model, suite, pairs, avg_head, sel) -> list:
         Claim("ablate_mlp0", "MLP 0 mean-ablated: accuracy (MLP 0 is needed)",
               C.ablated_accuracy(model, few, few_targets, [mlp_name(0)]) if has_mlp else None, "<", 0.9, "%",
               note="" if has_mlp else "no MLPs"),
-        Claim("ablate_last_mlp", f"MLP {last} mean-ablated: accuracy (the head's copy alone still gives most answers)",  # seeds 0-19: 0.81-
+        Claim("ablate_last_mlp", f"MLP {last} mean-ablated: accuracy (the head's copy alone still gives most answers)",
               C.ablated_accuracy(model, few, few_targets, [mlp_name(last)]) if has_mlp and cfg.n_layers > 1
-              else None, ">=", 0.7, "%", note="" if has_mlp else "no MLPs"),
+              else None, ">=", 0.7, "%", note="" if has_mlp else "no MLPs"),  # seeds 0-19: 0.81-; 20-33: 0.77-
         Claim("patch_sel_sep", f"{sn}'s output at SEP, patched clean into corrupted: logit difference recovered",
               None if sel is None else z(sel, n), ">=", 0.8),
         Claim("patch_avg_sep", f"{an}'s output at SEP, patched: logit difference recovered", z(avg_head, n), ">=", 0.3),
@@ -164,34 +164,38 @@ def which_components(model, suite, pairs, avg_head, sel) -> list:
 
 @torch.no_grad()
 def composition(model, suite, avg_head, sel):
-    """Section 4: how the selecting head reads the averaging head directly, path by path: each path's composition
-    score over random heads' and the accuracy with only that path mean-ablated. Returns (claims, {kind: {"score",
-    "accuracy"}} or None)."""
+    """Section 4: how much the selecting head reads the averaging head directly, path by path: each path's
+    composition score over random heads' and the accuracy with only that path mean-ablated, then with all three.
+    Returns (claims, {"Q"/"K"/"V": {"score", "accuracy"}, "QKV": {"accuracy"}} or None)."""
     few, few_targets = uniform_sample(suite)
     an, sn = head_name(*avg_head), (head_name(*sel) if sel else "a later-layer head")
     paths = None
     if sel is not None:
+        ablated = lambda kind: C.path_ablation_accuracy(model, few, few_targets, avg_head, sel, kind, few)
         paths = {kind: {"score": (C.composition_scores(model, kind)[avg_head[0], avg_head[1], sel[0], sel[1]]
-                                  / C.composition_baseline(model.cfg, kind)).item(),
-                        "accuracy": C.path_ablation_accuracy(model, few, few_targets, avg_head, sel, kind, few)}
-                for kind in "QKV"}
-    measured = lambda key, pick: None if paths is None else pick(p[key] for p in paths.values())
+                                  / C.composition_baseline(model.cfg, kind)).item(), "accuracy": ablated(kind)}
+                 for kind in "QKV"}
+        paths["QKV"] = {"accuracy": ablated("QKV")}
+    one = lambda key, pick: None if paths is None else pick(paths[kind][key] for kind in "QKV")
+    # on training.py's seeds 0-19 (and 20-33): the scores 0.94-1.22x the baseline, one path ablated keeps 93.3-99.9%,
+    # all three 76.6-97.0%
     return [
-        # on training.py's seeds 0-19 the three scores lie within 0.94-1.22x the baseline
         Claim("composition_flat", f"the largest of the Q, K and V composition scores {an} -> {sn} over the random "
-              "baseline: below 1.5 (the weights alone single out no path)", measured("score", max), "<", 1.5),
-        Claim("q_path", f"only the Q path {an} -> {sn} mean-ablated costs at least half a point: accuracy",
-              None if paths is None else paths["Q"]["accuracy"], "<", 0.995, "%"),  # seeds 0-19: 0.945-0.989
-        Claim("paths_alone", "... yet no single path is needed: the lowest accuracy with one of the Q, K, V paths "
-              "mean-ablated", measured("accuracy", min), ">=", 0.9, "%"),  # seeds 0-19: 0.933-
+              "baseline: below 1.5 (the weights alone single out no path)", one("score", max), "<", 1.5),
+        Claim("paths_alone", f"no single direct path {an} -> {sn} is needed: the lowest accuracy with one of the Q, K, "
+              "V paths mean-ablated", one("accuracy", min), ">=", 0.9, "%"),
+        Claim("paths_together", "... and the three together carry a minor part: all three mean-ablated at once, "
+              f"accuracy (mean-ablating {an} itself leaves under half, section 3)",
+              None if paths is None else paths["QKV"]["accuracy"], ">=", 0.7, "%"),
     ], paths
 
 
 def paths_table(paths) -> str:
-    """Markdown: per path from the averaging head into the selecting head, its composition score over the random
-    baseline and the accuracy with only that path mean-ablated."""
+    """Markdown: per direct path from the averaging head into the selecting head, its composition score over the
+    random baseline and the accuracy with only that path mean-ablated; then all three at once."""
     lines = ["| path | composition score / random baseline | accuracy, this path mean-ablated |", "|---|---:|---:|"]
-    lines += [f"| {kind} | {p['score']:.3f} | {p['accuracy']:.2%} |" for kind, p in paths.items()]
+    lines += [f"| {kind} | {paths[kind]['score']:.3f} | {paths[kind]['accuracy']:.2%} |" for kind in "QKV"]
+    lines.append(f"| Q, K and V at once | - | {paths['QKV']['accuracy']:.2%} |")
     return "\n".join(lines)
 
 
@@ -237,9 +241,10 @@ def select_then_copy(model, suite, predictions, sel):
 @torch.no_grad()
 def claims(model, suite, pairs, averaging=None) -> dict:
     """Every section's claims on `model`, in the notebook's order, and the heads they name. Returns {"claims":
-    [...], "averaging head": (l, h), "selecting head": (l, h) or None, "paths", "misses", "reading", "mlp0"}. A model with one
-    layer has no selecting head: its claims then show n/a and FAIL. suite: shared.tasks.evaluation_suite(task);
-    pairs: dataset.median_swap_pairs(...) for the patching claims; averaging: the averaging baseline, if any."""
+    [...], "averaging head": (l, h), "selecting head": (l, h) or None, "paths", "misses", "reading", "mlp0"}. A
+    model with one layer has no selecting head: its claims then show n/a and FAIL. suite:
+    shared.tasks.evaluation_suite(task); pairs: dataset.median_swap_pairs(...) for the patching claims; averaging:
+    the averaging baseline, if any."""
     avg_head, sel, on_median, spreads = find_heads(model, suite)
     predictions, accuracies, weakest = suite_accuracies(model, suite)
     tokens, targets = suite.uniform
@@ -441,7 +446,8 @@ def mlp0_claims(section) -> list:
               value.get("important"), ">=", 3, note=note),
         Claim("mlp0_steps", "... of them, the share whose response beta_j(v) is best fitted by a step",
               value.get("steps"), ">=", 0.8, "%", note=note),
-        Claim("mlp0_step_fit", "... the median R^2 of those steps' fits", value.get("step_fit"), ">=", 0.95, note=note),
+        Claim("mlp0_step_fit", "... the median R^2 of those steps' fits", value.get("step_fit"), ">=", 0.9,
+              note=note),  # seeds 0-33: 0.96-
         Claim("mlp0_next_to_median", "... the share of important neurons that are steps turning on at k, k + 1 or "
               "k + 2 values on their side of t: each tests an order statistic next to the median (at k + 1, the median "
               "itself)", value.get("next_to_median"), ">=", 0.6, "%", note=note),  # seeds 0-19: 0.83-1

@@ -195,33 +195,36 @@ def ablated_accuracy(model, tokens, targets, names, method="mean", reference_tok
 @torch.no_grad()
 def path_ablation_accuracy(model, tokens, targets, early, late, kind, reference_tokens, batch_size=4096):
     """Accuracy when only the direct path from head `early` = (l1, h1) into the query, key or value input
-    (kind 'Q', 'K', 'V') of head `late` = (l2, h2) is mean-ablated: the later head reads the residual
-    stream with the earlier head's output replaced by its mean over reference_tokens, position by
-    position; every other reader, the later head's other inputs included, sees the real output."""
+    (kind 'Q', 'K', 'V', or several together: 'QKV') of head `late` = (l2, h2) is mean-ablated: the later head
+    reads the residual stream with the earlier head's output replaced by its mean over reference_tokens, position
+    by position; every other reader, the later head's other inputs included, sees the real output."""
     (l1, h1), (l2, h2) = early, late
     if l2 <= l1:
         raise ValueError(f"head {late} must be in a later layer than {early}")
-    if kind not in ("Q", "K", "V"):
-        raise ValueError(f"path kind must be 'Q', 'K' or 'V', got {kind!r}")
+    if not kind or set(kind) - set("QKV") or len(set(kind)) != len(kind):
+        raise ValueError(f"path kind must be 'Q', 'K', 'V' or several of them once each ('QKV'), got {kind!r}")
     result, resid_pre = f"blocks.{l1}.attn.hook_result", f"blocks.{l2}.hook_resid_pre"
     mean = sum(model.run_with_cache(reference_tokens[i:i + batch_size], names_filter=result)[1][result][:, :, h1]
                .sum(0) for i in range(0, len(reference_tokens), batch_size)) / len(reference_tokens)  # [pos, d_model]
     block = model.blocks[l2]
-    W, b = {"Q": (block.attn.W_Q, block.attn.b_Q), "K": (block.attn.W_K, block.attn.b_K),
-            "V": (block.attn.W_V, block.attn.b_V)}[kind]
+    weights = {"Q": (block.attn.W_Q, block.attn.b_Q), "K": (block.attn.W_K, block.attn.b_K),
+               "V": (block.attn.W_V, block.attn.b_V)}
     correct = 0
     for i in range(0, len(tokens), batch_size):  # the replacement is computed for each chunk it replaces
         chunk = tokens[i:i + batch_size]
         _, cache = model.run_with_cache(chunk, names_filter=[result, resid_pre])
-        resid = cache[resid_pre] - cache[result][:, :, h1] + mean
-        replacement = _ln(block.ln1, resid) @ W[h2] + b[h2]  # [batch, pos, d_head]
+        resid = _ln(block.ln1, cache[resid_pre] - cache[result][:, :, h1] + mean)
 
-        def hook(act, hook):
-            act = act.clone()
-            act[:, :, h2] = replacement
-            return act
+        def replace(replacement):
+            def hook(act, hook):
+                act = act.clone()
+                act[:, :, h2] = replacement
+                return act
+            return hook
 
-        with model.hooks([(f"blocks.{l2}.attn.hook_{kind.lower()}", hook)]):
+        hooks = [(f"blocks.{l2}.attn.hook_{k.lower()}", replace(resid @ weights[k][0][h2] + weights[k][1][h2]))
+                 for k in kind]  # each replacement [batch, pos, d_head]
+        with model.hooks(hooks):
             logits = model(chunk)[:, -1]
         correct += (logits.argmax(-1) == targets[i:i + batch_size]).sum().item()
     return correct / len(tokens)

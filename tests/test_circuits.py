@@ -210,6 +210,12 @@ def test_path_ablation_finds_the_v_path():
         assert C.path_ablation_accuracy(model, tokens, targets, (0, 0), (1, 0), kind, tokens) == 1.0
     v = C.path_ablation_accuracy(model, tokens, targets, (0, 0), (1, 0), "V", tokens)
     assert v == pytest.approx((targets == targets.mode().values).float().mean().item())
+    # several paths at once: the two unread ones change nothing, so all three together cost what V alone does
+    assert C.path_ablation_accuracy(model, tokens, targets, (0, 0), (1, 0), "QK", tokens) == 1.0
+    assert C.path_ablation_accuracy(model, tokens, targets, (0, 0), (1, 0), "QKV", tokens) == v
+    for bad in ("", "QQ", "X"):
+        with pytest.raises(ValueError, match="path kind"):
+            C.path_ablation_accuracy(model, tokens, targets, (0, 0), (1, 0), bad, tokens)
     # rank-V identity maps compose perfectly, and score ||I|| / (||I|| ||I||) = 1/sqrt(V)
     assert C.composition_scores(model, "V")[0, 0, 1, 0] == pytest.approx(V ** -0.5)
     assert C.composition_scores(model, "Q")[0, 0, 1, 0] == pytest.approx(0.0)
