@@ -432,7 +432,6 @@ def mlp0_claims(section) -> list:
             substituted=substituted[uniform]["accuracy"], substituted_worst=substituted[weakest]["accuracy"],
             weakest=weakest, substituted_most=sum(substituted[f]["accuracy"] >= 0.99 for f in families) / len(families),
             same_median=resampled[uniform]["kept"],
-            same_median_worst=min(resampled[f]["kept"] for f in resampled),
             score_peak=((peaks - torch.tensor(rows)).abs() <= 1).float().mean().item(),
             query_mlp0=section["parts"]["MLP 0"]["query"], query_head=section["parts"]["layer-0 head"]["query"],
             key_mlp0=section["parts"]["MLP 0"]["key"],
