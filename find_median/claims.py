@@ -412,8 +412,7 @@ def mlp0_claims(section) -> list:
     value = {}
     if section:
         reading, tests, uniformity = section["reading"], section["tests"], section["uniformity"]
-        important = reading["important"].tolist()
-        steps = [j for j in important if reading["kind"][j] == "step"]
+        summary = M.step_summary(reading)
         substituted, resampled = tests["substituted"], tests["resampled"]
         uniform = substituted.uniform_label
         families = [f for f in substituted if f != uniform]
@@ -426,8 +425,7 @@ def mlp0_claims(section) -> list:
                   and snap[f]["agree alone"] == snap[f]["agree alone"]]
         value.update(
             uniform_attention=max(error for _, error in uniformity.values()),
-            important=len(important), steps=len(steps) / max(1, len(important)),
-            step_fit=reading["fits"]["step"]["r2"][steps].median().item() if steps else None,
+            important=summary["important"], steps=summary["step_share"], step_fit=summary["step_r2"],
             next_to_median=M.median_indicator_share(reading, within=1),
             substituted=substituted[uniform]["accuracy"], substituted_worst=substituted[weakest]["accuracy"],
             weakest=weakest, substituted_most=sum(substituted[f]["accuracy"] >= 0.99 for f in families) / len(families),

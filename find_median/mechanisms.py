@@ -53,17 +53,14 @@ def mlp0_measures(model, suite) -> dict:
     many neurons are important, the share of them that are steps and that are median indicators (turning on at
     k + 1 values), the steps' median R^2, and how many distinct median thresholds there are and where they sit.
     None where MLP 0 cannot be read (no MLP, LayerNorm, several heads)."""
-    from find_median.mlp0 import median_indicator_share, median_thresholds, read_mlp0
+    from find_median.mlp0 import median_indicator_share, median_thresholds, read_mlp0, step_summary
     try:
         reading = read_mlp0(model)
     except ValueError:
         return dict.fromkeys(MLP0_MEASURES)
-    important = reading["important"].tolist()
-    steps = [j for j in important if reading["kind"][j] == "step"]
-    cuts = median_thresholds(reading)
+    summary, cuts = step_summary(reading), median_thresholds(reading)
     return dict(zip(MLP0_MEASURES, (
-        len(important), len(steps) / max(1, len(important)), median_indicator_share(reading),
-        reading["fits"]["step"]["r2"][steps].median().item() if steps else None, len(cuts),
+        summary["important"], summary["step_share"], median_indicator_share(reading), summary["step_r2"], len(cuts),
         cuts.min().item() if len(cuts) else None, cuts.max().item() if len(cuts) else None)))
 
 

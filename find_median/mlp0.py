@@ -18,7 +18,8 @@ import torch.nn.functional as F
 
 from find_median.dataset import answer, balanced
 from shared import circuits as C
-from shared.faithfulness import recovered
+from shared.claims import Claim
+from shared.faithfulness import loss_and_accuracy, recovered
 from shared.neurons import (best_shape, fit_shapes, loss_kept, neuron_terms, resample_matched,
                             run_with_token_response, uniform_pattern)
 from shared.tasks import last_logits, to_tokens, uniform_values
@@ -83,14 +84,26 @@ def read_mlp0(model, size: int = 1000, seed: int = 21) -> dict:
             "fits": fits, "kind": kind, "turn_on": turn_on, "side": side, "n": n, "V": V}
 
 
+def near_median(reading, j: int, within: int = 0) -> bool:
+    """Whether neuron j is a step turning on within `within` of k + 1 values on its side of t. A step turning on
+    at c values above t fires iff the c-th largest value is above t: at k + 1, 'the median is above t' (within=0,
+    a median indicator); within=1 adds the order statistics next to the median."""
+    return reading["kind"][j] == "step" and abs(reading["turn_on"][j].item() - (reading["n"] // 2 + 1)) <= within
+
+
 def median_indicator_share(reading, within: int = 0) -> float:
-    """Of the important neurons, the share that are steps turning on within `within` of k + 1 values on their side
-    of t. A step turning on at c values above t fires iff the c-th largest value is above t: at k + 1, 'the median
-    is above t' (within=0, the median indicators); within=1 adds the order statistics next to the median."""
-    k = reading["n"] // 2
+    """Of the important neurons, the share that are near_median(..., within)."""
     neurons = reading["important"].tolist()
-    hits = [j for j in neurons if reading["kind"][j] == "step" and abs(reading["turn_on"][j] - (k + 1)) <= within]
-    return len(hits) / max(1, len(neurons))
+    return sum(near_median(reading, j, within) for j in neurons) / max(1, len(neurons))
+
+
+def step_summary(reading) -> dict:
+    """The important neurons in three numbers: how many, the share of them that are steps, and the steps' median
+    R^2 (None without steps)."""
+    important = reading["important"].tolist()
+    steps = [j for j in important if reading["kind"][j] == "step"]
+    return {"important": len(important), "step_share": len(steps) / max(1, len(important)),
+            "step_r2": reading["fits"]["step"]["r2"][steps].median().item() if steps else None}
 
 
 def kinds_table(reading) -> str:
@@ -120,14 +133,14 @@ def kinds_table(reading) -> str:
 
 def neuron_table(reading, top: int = 12) -> str:
     """Markdown: the `top` neurons by importance, each with its shape and what it computes."""
-    fits, k = reading["fits"], reading["n"] // 2
+    fits = reading["fits"]
     lines = ["| neuron | loss when ablated | kind | R^2 | threshold t | counts values | turns on at | reads as |",
              "|---:|---:|---|---:|---:|---|---:|---|"]
     for j in reading["order"][:top].tolist():
         kind, step = reading["kind"][j], fits["step"]
         t, on, side = step["threshold"][j].item(), reading["turn_on"][j].item(), reading["side"][j].item()
         where = "above t" if side > 0 else "below t"
-        meaning = (f"median {'>' if side > 0 else '<'} {t:g}" if kind == "step" and on == k + 1 else
+        meaning = (f"median {'>' if side > 0 else '<'} {t:g}" if near_median(reading, j) else
                    f">= {on} values {where}" if kind == "step" else "-")
         lines.append(f"| {j} | {reading['importance'][j]:.3f} | {kind} | {fits[kind]['r2'][j]:.3f} | "
                      f"{t:g} | {where} | {on} | {meaning} |")
@@ -154,10 +167,6 @@ def attention_uniformity(model, suite) -> dict:
     return out
 
 
-def _loss_and_accuracy(logits, targets):
-    return F.cross_entropy(logits, targets).item(), (logits.argmax(-1) == targets).float().mean().item()
-
-
 @torch.no_grad()
 def reading_tests(model, reading, suite, seed: int = 0, size: int = 1000) -> dict:
     """The reading, causally. (a) Every important neuron's beta (the neurons read) replaced by the fitted shape
@@ -182,23 +191,23 @@ def reading_tests(model, reading, suite, seed: int = 0, size: int = 1000) -> dic
     hook = "blocks.0.hook_mlp_out"
     substituted, resampled = {}, {}
     for family, (tokens, targets) in suite.items():
-        sub_loss, sub_accuracy = _loss_and_accuracy(run_with_token_response(model, tokens, shape)[:, -1], targets)
+        sub_loss, sub_accuracy = loss_and_accuracy(run_with_token_response(model, tokens, shape)[:, -1], targets)
         tokens, targets = tokens[:size], targets[:size]
         logits, cache = model.run_with_cache(tokens, names_filter=hook)
-        loss, accuracy = _loss_and_accuracy(logits[:, -1], targets)
+        loss, accuracy = loss_and_accuracy(logits[:, -1], targets)
         reference = cache[hook]
-        ablated, _ = _loss_and_accuracy(model.run_with_hooks(tokens, [(hook, C.mean_ablation(reference))])[:, -1],
+        ablated, _ = loss_and_accuracy(model.run_with_hooks(tokens, [(hook, C.mean_ablation(reference))])[:, -1],
                                         targets)
         if len(targets) < len(suite[family][1]):  # the shape's loss recovered on the same lists as the rest
-            sub_loss, _ = _loss_and_accuracy(run_with_token_response(model, tokens, shape)[:, -1], targets)
-        ref_loss, ref_accuracy = _loss_and_accuracy(run_with_token_response(model, tokens, refined)[:, -1], targets)
+            sub_loss, _ = loss_and_accuracy(run_with_token_response(model, tokens, shape)[:, -1], targets)
+        ref_loss, ref_accuracy = loss_and_accuracy(run_with_token_response(model, tokens, refined)[:, -1], targets)
         substituted[family] = {"accuracy": sub_accuracy, "model accuracy": accuracy, "loss": sub_loss,
                                "model loss": loss, "loss recovered": recovered(sub_loss, ablated, loss),
                                "refined accuracy": ref_accuracy,
                                "refined loss recovered": recovered(ref_loss, ablated, loss)}
-        same, _ = _loss_and_accuracy(resample_matched(model, tokens, hook, targets, seed=seed,
+        same, _ = loss_and_accuracy(resample_matched(model, tokens, hook, targets, seed=seed,
                                                       activation=reference)[:, -1], targets)
-        control, _ = _loss_and_accuracy(resample_matched(model, tokens, hook, torch.zeros_like(targets), seed=seed,
+        control, _ = loss_and_accuracy(resample_matched(model, tokens, hook, torch.zeros_like(targets), seed=seed,
                                                          activation=reference)[:, -1], targets)
         resampled[family] = {"model loss": loss, "same median": same, "any list": control,
                              "kept": loss_kept(loss, same, control)}
@@ -260,9 +269,8 @@ def query_key_parts(model, sel, tokens, important=None) -> dict:
 def median_thresholds(reading) -> torch.Tensor:
     """The sorted thresholds of the important neurons that read 'the median is on my side of t' (steps turning
     on at k + 1 values): the cuts MLP 0 can place the median between."""
-    k = reading["n"] // 2
     cuts = [reading["fits"]["step"]["threshold"][j].item() for j in reading["important"].tolist()
-            if reading["kind"][j] == "step" and reading["turn_on"][j] == k + 1]
+            if near_median(reading, j)]
     return torch.tensor(sorted(set(cuts)))
 
 
@@ -355,7 +363,6 @@ def handbuilt_claims(suite, built: dict, learnt: dict) -> list:
     """Section 5e's claims from both models' answers on `suite` (shared.tasks.family_predictions of the hand-built
     and of the trained model): the hand-built model's accuracy, and how often it gives the trained model's answer
     on the lists the trained model gets right."""
-    from shared.claims import Claim
     accuracy = {f: (built[f] == suite[f][1]).float().mean().item() for f in suite}
     families = [f for f in accuracy if f != suite.uniform_label]
     weakest = min(families, key=accuracy.get)

@@ -120,8 +120,7 @@ def verdict(history, family_accuracy: dict, target, family_target=None) -> str:
     else:
         head = f"target not reached by max_steps={history['stopped_at']}"
     return (f"{head} (stopping check: {target:.2%} on held-out, {family_target:.2%} on a fresh draw of every "
-            f"family); "
-            f"report: held-out {held:.2%}, weakest family {weakest} {accuracy:.2%}")
+            f"family); report: held-out {held:.2%}, weakest family {weakest} {accuracy:.2%}")
 
 
 class StopSignals:

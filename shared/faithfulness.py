@@ -107,7 +107,11 @@ def run_circuit(model, tokens, targets, circuit, reference, attention=None, refe
             own[name] = pattern @ v @ a.W_O[h]
         if block.mlp is not None:
             own[mlp_name(l)] = block.mlp(block.ln2(read(mlp_name(l))))
-    logits = (model.ln_final(read("logits")) @ model.W_U + model.b_U)[:, -1]
+    return loss_and_accuracy((model.ln_final(read("logits")) @ model.W_U + model.b_U)[:, -1], targets)
+
+
+def loss_and_accuracy(logits, targets) -> tuple:
+    """(mean cross-entropy, accuracy) of last-position logits [batch, d_vocab_out] against targets [batch]."""
     return F.cross_entropy(logits, targets).item(), (logits.argmax(-1) == targets).float().mean().item()
 
 

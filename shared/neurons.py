@@ -12,10 +12,11 @@ a threshold, a ramp, a bump), `run_with_token_response` puts another token respo
 `resample_matched` replaces a component's output with another input's that shares a property (the same answer,
 say), the test of whether the component carries that property and nothing else.
 """
-import math
 from dataclasses import dataclass
 
 import torch
+
+from .faithfulness import recovered
 
 
 @dataclass
@@ -191,7 +192,7 @@ def resample_matched(model, tokens, hook_name: str, key, position: int = -1, see
 
 def loss_kept(model_loss: float, resampled_loss: float, control_loss: float) -> float:
     """The share of the control's loss increase that resampling within the key avoids: 1.0 when the key
-    carries everything the component hands on, 0.0 when it carries nothing the control does not."""
-    gap = control_loss - model_loss
-    return math.nan if gap <= 0 else (control_loss - resampled_loss) / gap
+    carries everything the component hands on, 0.0 when it carries nothing the control does not: the loss
+    recovered with the control as the ablation (NaN when the control costs nothing)."""
+    return recovered(resampled_loss, control_loss, model_loss)
 

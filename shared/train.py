@@ -58,19 +58,19 @@ def make_optimizer(model, lr: float, weight_decay: float = 0.0):
 def train(model, sample_batch: Callable, eval_tokens, eval_targets, *, max_steps: int, batch_size: int,
           lr: float, weight_decay: float = 0.0, warmup_steps: int = 0, min_lr_frac: float = 0.1,
           grad_clip: float = 1.0, eval_every: int = 200, target_accuracy: Optional[float] = None,
-          family_target: Optional[float] = None, seed: int = 0, device: str = "auto", progress: bool = True, stop_families: Optional[dict] = None,
-          snapshot_steps: Sequence[int] = (), on_snapshot: Optional[Callable] = None,
-          stop_requested: Optional[Callable] = None) -> dict:
+          family_target: Optional[float] = None, seed: int = 0, device: str = "auto", progress: bool = True,
+          stop_families: Optional[dict] = None, snapshot_steps: Sequence[int] = (),
+          on_snapshot: Optional[Callable] = None, stop_requested: Optional[Callable] = None) -> dict:
     """Train `model` in place on batches from sample_batch(batch_size, generator) -> (tokens, targets).
 
     Evaluates on the fixed held-out set every `eval_every` steps (and at the end). Stops early once the
     held-out accuracy reaches `target_accuracy` and every family of `stop_families` ({name: (tokens,
     targets)}, checked only then) reaches `family_target` (default: target_accuracy): a model right on the
-    training mixture can still fail a family such as near ties. Calls on_snapshot(step, model) at each of `snapshot_steps`. Ctrl-C, or
-    stop_requested() turning true (checked before every step), ends training early without losing the
-    model. Returns the history: lists `step, train_loss, eval_loss, eval_accuracy, seconds` (one entry per
-    evaluation), plus `stopped_at`, `interrupted` and `target_reached` (the step at which the target was met,
-    or None).
+    training mixture can still fail a family such as near ties. Calls on_snapshot(step, model) at each of
+    `snapshot_steps`. Ctrl-C, or stop_requested() turning true (checked before every step), ends training
+    early without losing the model. Returns the history: lists `step, train_loss, eval_loss, eval_accuracy,
+    seconds` (one entry per evaluation), plus `stopped_at`, `interrupted` and `target_reached` (the step at
+    which the target was met, or None).
     """
     torch.set_flush_denormal(True)  # tiny weights' denormal floats can slow CPU steps several-fold
     dev = pick_device(device)
