@@ -33,10 +33,10 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from shared.cli import hyperparameters  # noqa: E402
-from shared.experiment import held_out, model_config  # noqa: E402
+from shared.tools.cli import hyperparameters  # noqa: E402
+from shared.tools.experiment import held_out, model_config  # noqa: E402
 from shared.model import Transformer  # noqa: E402
-from shared.train import make_optimizer, train  # noqa: E402
+from shared.tools.train import make_optimizer, train  # noqa: E402
 
 
 class PlainTransformer(nn.Module):

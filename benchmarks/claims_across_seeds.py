@@ -1,13 +1,15 @@
-"""Do the notebook's claims hold on every seed of a recipe, or only on the committed model?
+"""On how many seeds of a recipe does each of the notebook's hypotheses hold, and which seeds break it?
 
-    python -m shared.sweep find_median --seeds=0-19 --folder=/tmp/median   # or training.py --out=.../seed<k>.pt
+    python -m shared.tools.sweep find_median --seeds=0-19 --folder=/tmp/median    # or training.py --out=.../seed<k>.pt
     python benchmarks/claims_across_seeds.py find_median /tmp/median
-    python benchmarks/claims_across_seeds.py find_min /tmp/min --seeds=0-9
+    python benchmarks/claims_across_seeds.py find_min /tmp/min --seeds=0-19 --publish   # -> find_min/across_seeds/
 
-Reads every seed<k>.pt in the folder (or the seeds named), computes the task's claims on each exactly as its
-notebook does (`<task>/claims.py`, on the same evaluation suite), and prints, per seed, the claims that fail, then
-per claim its threshold and the lowest and highest value over the seeds. A claim whose threshold sits close to the
-lowest seed's value is one that a retrain (another seed, or another machine's floats) may turn to FAILS.
+Reads every seed<k>.pt in the folder (or the seeds named), measures the task's hypotheses on each exactly as its
+notebook does (`<task>/analysis.py`, on the same evaluation suite; snapshots left out), and prints, per hypothesis,
+its threshold, on how many seeds it holds, and each seed that breaks it with its value. A hypothesis that breaks
+on some seeds is a finding about the recipe, not a threshold to lower. --publish writes every seed's verdicts to
+<task>/across_seeds/claims_<recipe>.csv (--recipe=NAME, default "default"), which the notebook's "Across seeds"
+section reads.
 """
 import argparse
 import importlib
@@ -21,8 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from shared import CheckpointError, load_checkpoint  # noqa: E402
-from shared.sweep import parse_seeds, task_names  # noqa: E402
+from shared.published import MEASURED, claims_path, hypotheses_table, measurements_table_across, task_names  # noqa: E402
 from shared.tasks import evaluation_suite  # noqa: E402
+from shared.tools.sweep import parse_seeds, write_csv  # noqa: E402
 
 
 def checkpoints(folder: Path, seeds=None) -> dict:
@@ -36,9 +39,10 @@ def checkpoints(folder: Path, seeds=None) -> dict:
     return {s: found[s] for s in seeds}
 
 
-def across(task_name: str, paths: dict, progress: bool = True) -> dict:
-    """{seed: [Claim, ...]} for each checkpoint, by the task's checkpoint_claims on one evaluation suite per shape."""
-    module = importlib.import_module(f"{task_name}.claims")
+def across(task_name: str, paths: dict, progress: bool = True, size: int = 2000, uniform_size: int = 100_000) -> dict:
+    """{seed: ([Claim, ...], [Measurement, ...])} for each checkpoint, by the task's checkpoint_record on one
+    evaluation suite per shape (size and uniform_size: the notebook's, by default)."""
+    module = importlib.import_module(f"{task_name}.analysis")
     dataset = importlib.import_module(f"{task_name}.dataset")
     suites, found = {}, {}
     for seed, path in tqdm(paths.items(), desc=f"{task_name} claims", disable=not progress):
@@ -48,27 +52,20 @@ def across(task_name: str, paths: dict, progress: bool = True) -> dict:
             raise SystemExit(f"error: {error}") from None
         shape = (model.cfg.n_ctx - 1, model.cfg.d_vocab_out)
         if shape not in suites:
-            suites[shape] = evaluation_suite(dataset.task(*shape))
-        found[seed] = module.checkpoint_claims(model, suites[shape])
+            suites[shape] = evaluation_suite(dataset.task(*shape), size, uniform_size)
+        found[seed] = module.checkpoint_record(model, suites[shape])
     return found
 
 
-def report(found: dict) -> str:
-    """Markdown: the failing claims per seed, then each claim's range over the seeds against its threshold."""
-    lines = [f"{sum(all(c.holds for c in claims) for claims in found.values())} of {len(found)} seeds hold every "
-             "claim", "", "| seed | claims holding | failing |", "|---:|---:|---|"]
-    for seed, claims in found.items():
-        failing = [c.key for c in claims if not c.holds]
-        lines.append(f"| {seed} | {len(claims) - len(failing)}/{len(claims)} | {', '.join(failing) or '-'} |")
-    lines += ["", "| claim | threshold | lowest | highest | seeds holding |", "|---|---|---:|---:|---:|"]
-    first = next(iter(found.values()))
-    for i, claim in enumerate(first):
-        rows = [claims[i] for claims in found.values() if len(claims) > i and claims[i].key == claim.key]
-        values = [c.value for c in rows if c.value is not None]
-        low, high = (claim.show(min(values)), claim.show(max(values))) if values else ("n/a", "n/a")
-        lines.append(f"| {claim.key} | {claim.op} {claim.show(claim.threshold)} | {low} | {high} | "
-                     f"{sum(c.holds for c in rows)}/{len(rows)} |")
-    return "\n".join(lines)
+def rows(found: dict) -> list:
+    """One row per (seed, hypothesis or measurement): what --publish writes."""
+    out = []
+    for seed, (claims, measured) in found.items():
+        out += [{"seed": seed, "key": c.key, "value": c.value, "op": c.op, "threshold": c.threshold, "unit": c.unit,
+                 "verdict": c.verdict} for c in claims]
+        out += [{"seed": seed, "key": m.key, "value": m.value, "op": "", "threshold": None, "unit": m.unit,
+                 "verdict": MEASURED} for m in measured if isinstance(m.value, (int, float))]
+    return out
 
 
 def main(argv=None):
@@ -76,6 +73,8 @@ def main(argv=None):
     parser.add_argument("task", choices=task_names())
     parser.add_argument("folder", type=Path, help="a folder of seed<k>.pt checkpoints (a sweep's, or training.py's)")
     parser.add_argument("--seeds", help="only these seeds, e.g. 0-19 or 0,2,5-7 (default: every seed<k>.pt there)")
+    parser.add_argument("--publish", action="store_true", help="write <task>/across_seeds/claims_<recipe>.csv")
+    parser.add_argument("--recipe", default="default", help="the recipe the seeds were trained with (for --publish)")
     args = parser.parse_args(argv)
     if not args.folder.is_dir():
         raise SystemExit(f"error: {args.folder} is not a folder")
@@ -86,7 +85,11 @@ def main(argv=None):
     paths = checkpoints(args.folder, seeds)
     if not paths:
         raise SystemExit(f"error: no seed<k>.pt in {args.folder}")
-    print(report(across(args.task, paths)))
+    found_rows = rows(across(args.task, paths))
+    print(hypotheses_table(found_rows) + "\n\n" + measurements_table_across(found_rows))
+    if args.publish:
+        write_csv(claims_path(args.task, args.recipe), found_rows)
+        print(f"published {claims_path(args.task, args.recipe)}")
 
 
 if __name__ == "__main__":

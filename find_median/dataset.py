@@ -5,17 +5,25 @@ Training distribution (ListTask.sample_batch), in equal thirds: uniform i.i.d. l
 is drawn uniformly from 0..V-1 (k = (n-1)/2 values uniform on 0..m, k uniform on m..V-1, and m itself,
 shuffled); lists of few distinct values around a uniform median (see `hard`).
 """
+from pathlib import Path
+
 import torch
 
 from shared.tasks import ListTask, shuffle_rows, to_tokens, uniform_below
 
+TASK = Path(__file__).resolve().parent.name  # a task is named after its folder: a copied folder is a new task
 N = 7  # list length (odd)
 V = 64  # values are 0..V-1; the separator token is V
 
 
+def check_odd(n: int):
+    """The median of n values is one of them only for odd n: anything else is refused in one line."""
+    if n % 2 == 0:
+        raise ValueError(f"{TASK} needs an odd list length, got n = {n}")
+
+
 def answer(values):
-    if values.shape[-1] % 2 == 0:
-        raise ValueError(f"find_median needs an odd list length, got n = {values.shape[-1]}")
+    check_odd(values.shape[-1])
     return values.sort(dim=-1).values[..., values.shape[-1] // 2]
 
 
@@ -91,9 +99,8 @@ def adversarial(size, n, V, gen):
 
 
 def task(n: int = N, V: int = V) -> ListTask:
-    if n % 2 == 0:
-        raise ValueError(f"find_median needs an odd list length, got n = {n}")
-    return ListTask("find_median", answer, balanced, adversarial, hard, n, V, order_statistic=n // 2)
+    check_odd(n)
+    return ListTask(TASK, answer, balanced, adversarial, hard, n, V)
 
 
 def median_swap_pairs(size, n=N, V=V, position=None, seed=0):
@@ -110,3 +117,15 @@ def median_swap_pairs(size, n=N, V=V, position=None, seed=0):
     corrupt[:, position] = torch.where(m < V // 2, V - 1, 0)
     keep = answer(clean) != answer(corrupt)
     return to_tokens(clean[keep], V), to_tokens(corrupt[keep], V), answer(clean[keep]), answer(corrupt[keep])
+
+
+def same_middle(values, keep: int, V: int, gen):
+    """For each list, another list with the same 2 * keep + 1 middle values in sorted order (the median and its
+    `keep` neighbours either side) and its other values drawn afresh on their side of them, shuffled: a donor for
+    resampling that keeps exactly those order statistics (keep = 0: the same median, and nothing else)."""
+    k = values.shape[1] // 2
+    ordered = values.sort(1).values
+    low, high = ordered[:, k - keep], ordered[:, k + keep]
+    below = uniform_below(low, k - keep, gen)
+    above = (V - 1) - uniform_below(V - 1 - high, k - keep, gen)
+    return shuffle_rows(torch.cat([below, ordered[:, k - keep:k + keep + 1], above], 1), gen)

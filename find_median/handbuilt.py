@@ -20,6 +20,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from find_median.dataset import check_odd  # noqa: E402
+from shared.checkpoint import run_id  # noqa: E402
 from shared.model import Config, Transformer  # noqa: E402
 
 SHARPNESS = 20.0  # score gap per value of |v - median|: attention off the median is below e^-20
@@ -35,8 +37,7 @@ def layout(V: int) -> dict:
 
 @torch.no_grad()
 def handbuilt_model(n: int = 7, V: int = 64) -> Transformer:
-    if n % 2 == 0:
-        raise ValueError(f"find_median needs an odd list length, got n = {n}")
+    check_odd(n)
     k, slots = n // 2, layout(V)
     d_model, d_head, thresholds = 3 * V + 1, V, V - 1
     cfg = Config(n_layers=2, n_heads=1, d_model=d_model, d_head=d_head, d_mlp=2 * thresholds, n_ctx=n + 1,
@@ -86,7 +87,6 @@ def parameter_counts(model) -> tuple:
 def metadata(model) -> dict:
     """What a trained checkpoint records, for a model that was never trained: the notebook and the sweep's
     tools read it the same way."""
-    from shared.experiment import run_id
     return dict(task="find_median", run_id=run_id(model), train_seconds=0.0, handbuilt=True,
                 hyperparameters={"recipe": "find_median/handbuilt.py", "sharpness": SHARPNESS,
                                  "logit_scale": LOGIT_SCALE},

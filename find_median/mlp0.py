@@ -10,19 +10,19 @@ mean-ablation at SEP costs, and for a step at threshold t with scale s (beta_j ~
 pre_j ~ c_j + n offset + s #(x > t): the ReLU turns on once at least `turn_on` values lie on the side of t the
 neuron counts (above when s > 0, below when s < 0). A neuron that turns on at k + 1 = (n + 1) / 2 values fires
 iff the median lies on its side of t: MLP 0 writes the median as a set of threshold indicators.
-`reading_tests` then tests that reading causally: every neuron's beta replaced by its fitted shape inside the
-trained model, and MLP 0's output at SEP resampled from a list with the same median.
+`substitution_tests` and `resample_tests` then test that reading causally: every important neuron's beta replaced
+by its fitted shape inside the trained model, and MLP 0's output at SEP taken from a list with the same median.
 """
 import torch
 import torch.nn.functional as F
 
-from find_median.dataset import answer, balanced
-from shared import circuits as C
-from shared.claims import Claim
-from shared.faithfulness import loss_and_accuracy, recovered
-from shared.neurons import (best_shape, fit_shapes, loss_kept, neuron_terms, resample_matched,
-                            run_with_token_response, uniform_pattern)
-from shared.tasks import last_logits, to_tokens, uniform_values
+from shared.ablation import Patch, component_patch, run_from, run_patched
+from shared.faithfulness import recovered
+from shared.neurons import best_shape, fit_shapes, loss_kept, neuron_terms, token_response_patches, uniform_pattern
+from shared.tables import markdown_table, num, pct
+from shared.tasks import loss_and_accuracy, to_tokens, uniform_values
+
+from .dataset import answer, balanced, same_middle
 
 IMPORTANT = 0.01  # a neuron is important when mean-ablating it alone at SEP costs this much loss on uniform lists
 TRANSITION = 3  # the refined reading keeps a step's exact response within this many values of its threshold
@@ -35,19 +35,21 @@ def drawn_lists(draw, size, n, V, seed):
 
 
 @torch.no_grad()
-def neuron_importance(model, tokens, targets) -> torch.Tensor:
-    """[d_mlp]: the loss increase when each neuron of MLP 0 alone is mean-ablated at SEP (its mean over tokens)."""
-    hook = "blocks.0.mlp.hook_post"
-    _, cache = model.run_with_cache(tokens, names_filter=hook)
-    mean = cache[hook][:, -1].mean(0)
-    base = F.cross_entropy(last_logits(model, tokens), targets).item()
+def neuron_importance(model, tokens, targets, chunk: int = 8) -> torch.Tensor:
+    """[d_mlp]: the loss increase when each neuron of MLP 0 alone is mean-ablated at SEP (its mean over tokens).
+    Only SEP's residual stream changes, so each ablation reruns the blocks after MLP 0 from the cached stream
+    (shared.ablation.run_from), `chunk` neurons at a time."""
+    names = ["blocks.0.hook_resid_post", "blocks.0.mlp.hook_post"]
+    logits, cache = model.run_with_cache(tokens, names_filter=names, last_only=True)
+    base = F.cross_entropy(logits[:, -1], targets).item()
+    post, resid = cache["blocks.0.mlp.hook_post"][:, -1], cache["blocks.0.hook_resid_post"]
+    shift = (post.mean(0) - post)[:, :, None] * model.blocks[0].mlp.W_out  # [batch, d_mlp, d_model] at SEP
     costs = []
-    for j in range(model.cfg.d_mlp):
-        def ablate(post, hook, j=j):
-            post = post.clone()
-            post[:, -1, j] = mean[j]
-            return post
-        costs.append(F.cross_entropy(model.run_with_hooks(tokens, [(hook, ablate)])[:, -1], targets).item() - base)
+    for js in torch.arange(model.cfg.d_mlp).split(chunk):
+        moved = resid.repeat(len(js), 1, 1)
+        moved[:, -1] += shift[:, js].transpose(0, 1).reshape(-1, resid.shape[-1])
+        out = run_from(model, 1, moved)[:, -1].view(len(js), len(tokens), -1)
+        costs += [F.cross_entropy(o, targets).item() - base for o in out]
     return torch.tensor(costs)
 
 
@@ -106,45 +108,48 @@ def step_summary(reading) -> dict:
             "step_r2": reading["fits"]["step"]["r2"][steps].median().item() if steps else None}
 
 
+def kind_parameters(reading, name, mine) -> str:
+    """The range of the fitted parameters of the important neurons `mine` of one kind."""
+    fits = reading["fits"]
+    if name == "step":
+        on = reading["turn_on"][mine]
+        counts = ", ".join(f"{(on == c).sum().item()} at {c}" for c in sorted(set(on.tolist())))
+        t = fits["step"]["threshold"][mine]
+        return f"thresholds {t.min():.1f}..{t.max():.1f}; turn on at (count on its side): {counts}"
+    if name == "bump":
+        return f"centres {fits['bump']['centre'][mine].min():.1f}..{fits['bump']['centre'][mine].max():.1f}"
+    return f"slopes {fits['ramp']['scale'][mine].min():.3f}..{fits['ramp']['scale'][mine].max():.3f}"
+
+
 def kinds_table(reading) -> str:
-    """Markdown: per kind of shape, how many important neurons, the median R^2 of their fit, and for steps the
-    thresholds and turn-on counts."""
-    fits, kind = reading["fits"], reading["kind"]
-    neurons = reading["important"].tolist()
-    lines = ["| kind | important neurons | R^2 of the fit, median (min) | parameters |", "|---|---:|---:|---|"]
+    """Markdown: per kind of shape, how many important neurons, the median R^2 of their fit, and their parameters."""
+    neurons, rows = reading["important"].tolist(), []
     for name in ("step", "ramp", "bump"):
-        mine = [j for j in neurons if kind[j] == name]
-        if not mine:
-            lines.append(f"| {name} | 0 | - | - |")
-            continue
-        r2 = fits[name]["r2"][mine]
-        if name == "step":
-            t = fits["step"]["threshold"][mine]
-            on = reading["turn_on"][mine]
-            counts = ", ".join(f"{(on == c).sum().item()} at {c}" for c in sorted(set(on.tolist())))
-            params = f"thresholds {t.min():.1f}..{t.max():.1f}; turn on at (count on its side): {counts}"
-        elif name == "bump":
-            params = f"centres {fits['bump']['centre'][mine].min():.1f}..{fits['bump']['centre'][mine].max():.1f}"
-        else:
-            params = f"slopes {fits['ramp']['scale'][mine].min():.3f}..{fits['ramp']['scale'][mine].max():.3f}"
-        lines.append(f"| {name} | {len(mine)} | {r2.median():.3f} ({r2.min():.3f}) | {params} |")
-    return "\n".join(lines)
+        mine = [j for j in neurons if reading["kind"][j] == name]
+        r2 = reading["fits"][name]["r2"][mine] if mine else None
+        rows.append([name, len(mine), f"{r2.median():.3f} ({r2.min():.3f})" if mine else "-",
+                     kind_parameters(reading, name, mine) if mine else "-"])
+    return markdown_table(["kind", "important neurons", "R^2 of the fit, median (min)", "parameters"], rows, "lrrl")
+
+
+def neuron_meaning(reading, j: int) -> str:
+    """What neuron j reads as: 'median > 45', '>= 3 values below 30.5', or '-' for a neuron that is no step."""
+    t, on, side = reading["fits"]["step"]["threshold"][j].item(), reading["turn_on"][j].item(), reading["side"][j].item()
+    if near_median(reading, j):
+        return f"median {'>' if side > 0 else '<'} {t:g}"
+    return f">= {on} values {'above' if side > 0 else 'below'} {t:g}" if reading["kind"][j] == "step" else "-"
 
 
 def neuron_table(reading, top: int = 12) -> str:
     """Markdown: the `top` neurons by importance, each with its shape and what it computes."""
-    fits = reading["fits"]
-    lines = ["| neuron | loss when ablated | kind | R^2 | threshold t | counts values | turns on at | reads as |",
-             "|---:|---:|---|---:|---:|---|---:|---|"]
+    fits, rows = reading["fits"], []
     for j in reading["order"][:top].tolist():
         kind, step = reading["kind"][j], fits["step"]
         t, on, side = step["threshold"][j].item(), reading["turn_on"][j].item(), reading["side"][j].item()
-        where = "above t" if side > 0 else "below t"
-        meaning = (f"median {'>' if side > 0 else '<'} {t:g}" if near_median(reading, j) else
-                   f">= {on} values {where}" if kind == "step" else "-")
-        lines.append(f"| {j} | {reading['importance'][j]:.3f} | {kind} | {fits[kind]['r2'][j]:.3f} | "
-                     f"{t:g} | {where} | {on} | {meaning} |")
-    return "\n".join(lines)
+        rows.append([j, f"{reading['importance'][j]:.3f}", kind, f"{fits[kind]['r2'][j]:.3f}", f"{t:g}",
+                     "above t" if side > 0 else "below t", on, neuron_meaning(reading, j)])
+    return markdown_table(["neuron", "loss when ablated", "kind", "R^2", "threshold t", "counts values", "turns on at",
+                           "reads as"], rows, "rrlrrlrl")
 
 
 @torch.no_grad()
@@ -155,8 +160,9 @@ def attention_uniformity(model, suite) -> dict:
     terms = neuron_terms(model)
     out = {}
     for family, (tokens, _) in suite.items():
-        tokens = tokens[:1000]
-        _, cache = model.run_with_cache(tokens, names_filter=["blocks.0.attn.hook_pattern", "blocks.0.mlp.hook_pre"])
+        tokens = tokens[:500]
+        _, cache = model.run_with_cache(tokens, names_filter=["blocks.0.attn.hook_pattern", "blocks.0.mlp.hook_pre"],
+                                        stop_at_layer=1)
         pattern = cache["pattern", 0][:, :, -1]
         seen = tokens.shape[1]
         deviation = (pattern - 1 / seen).abs().amax((1, 2)).mean().item()
@@ -167,19 +173,11 @@ def attention_uniformity(model, suite) -> dict:
     return out
 
 
-@torch.no_grad()
-def reading_tests(model, reading, suite, seed: int = 0, size: int = 1000) -> dict:
-    """The reading, causally. (a) Every important neuron's beta (the neurons read) replaced by the fitted shape
-    of its kind, the other neurons and the rest of the model as trained: accuracy and loss per family, and the
-    loss recovered against MLP 0's output mean-ablated; and the refined reading, each step's exact response kept
-    within TRANSITION values of its threshold (its transition), the fitted shape elsewhere. (b) MLP 0's output
-    at SEP resampled from another list with the same median, and from any other list (the control): loss, and
-    the share of the control's loss increase the median alone avoids.
-    The shapes' accuracy is on every list of each family (100,000 uniform ones); everything else on the first
-    `size`. Returns {"substituted": {family: {...}}, "resampled": {family: {...}}}."""
+def substituted_responses(model, reading):
+    """Two replacements for MLP 0's token term [d_vocab, d_mlp]: every important neuron's beta as its fitted shape,
+    and the refined reading, each step's exact response kept within TRANSITION values of its threshold."""
     V, n = reading["V"], reading["n"]
-    terms = neuron_terms(model)
-    shape, refined = terms.token[0].clone(), terms.token[0].clone()  # [d_vocab, d_mlp]
+    shape, refined = neuron_terms(model).token[0].clone(), neuron_terms(model).token[0].clone()
     values = torch.arange(V, dtype=torch.float)
     for j in reading["important"].tolist():
         fitted = reading["fits"][reading["kind"][j]]["fitted"][j].clone()
@@ -188,31 +186,55 @@ def reading_tests(model, reading, suite, seed: int = 0, size: int = 1000) -> dic
             near = (values - reading["fits"]["step"]["threshold"][j]).abs() <= TRANSITION
             fitted[near] = reading["beta"][j][near]
         refined[:V, j] = fitted * (n + 1)
-    hook = "blocks.0.hook_mlp_out"
-    substituted, resampled = {}, {}
-    for family, (tokens, targets) in suite.items():
-        sub_loss, sub_accuracy = loss_and_accuracy(run_with_token_response(model, tokens, shape)[:, -1], targets)
-        tokens, targets = tokens[:size], targets[:size]
-        logits, cache = model.run_with_cache(tokens, names_filter=hook)
-        loss, accuracy = loss_and_accuracy(logits[:, -1], targets)
-        reference = cache[hook]
-        ablated, _ = loss_and_accuracy(model.run_with_hooks(tokens, [(hook, C.mean_ablation(reference))])[:, -1],
-                                        targets)
-        if len(targets) < len(suite[family][1]):  # the shape's loss recovered on the same lists as the rest
-            sub_loss, _ = loss_and_accuracy(run_with_token_response(model, tokens, shape)[:, -1], targets)
-        ref_loss, ref_accuracy = loss_and_accuracy(run_with_token_response(model, tokens, refined)[:, -1], targets)
-        substituted[family] = {"accuracy": sub_accuracy, "model accuracy": accuracy, "loss": sub_loss,
-                               "model loss": loss, "loss recovered": recovered(sub_loss, ablated, loss),
-                               "refined accuracy": ref_accuracy,
-                               "refined loss recovered": recovered(ref_loss, ablated, loss)}
-        same, _ = loss_and_accuracy(resample_matched(model, tokens, hook, targets, seed=seed,
-                                                      activation=reference)[:, -1], targets)
-        control, _ = loss_and_accuracy(resample_matched(model, tokens, hook, torch.zeros_like(targets), seed=seed,
-                                                         activation=reference)[:, -1], targets)
-        resampled[family] = {"model loss": loss, "same median": same, "any list": control,
-                             "kept": loss_kept(loss, same, control)}
-    return {"substituted": suite.like(substituted), "resampled": suite.like(resampled)}
+    return shape, refined
 
+
+@torch.no_grad()
+def substitution_tests(model, reading, suite, size: int = 500, uniform_size: int = 10000) -> dict:
+    """(a) The fitted shapes put in place of the important neurons' betas inside the trained model (everything else
+    as trained; shared.neurons.token_response_patches): accuracy on every list of each family (the first
+    `uniform_size` of the fresh uniform ones), loss recovered against MLP 0's output mean-ablated (on the first
+    `size`), and the same for the refined reading."""
+    shape, refined = substituted_responses(model, reading)
+    run = lambda tokens, response: run_patched(model, tokens, token_response_patches(model, tokens, response))[:, -1]
+    out = {}
+    for family, (tokens, targets) in suite.first(1000, uniform_size).items():
+        accuracy = loss_and_accuracy(run(tokens, shape), targets)[1]
+        x, y = tokens[:size], targets[:size]
+        loss, model_accuracy = loss_and_accuracy(model(x, last_only=True)[:, -1], y)
+        ablated = loss_and_accuracy(run_patched(model, x, [component_patch(model, "MLP 0")])[:, -1], y)[0]
+        shaped, (refined_loss, refined_accuracy) = loss_and_accuracy(run(x, shape), y)[0], loss_and_accuracy(run(x, refined), y)
+        out[family] = {"accuracy": accuracy, "model accuracy": model_accuracy, "model loss": loss,
+                       "loss recovered": recovered(shaped, ablated, loss), "refined accuracy": refined_accuracy,
+                       "refined loss recovered": recovered(refined_loss, ablated, loss)}
+    return suite.like(out)
+
+
+MIDDLES = {"the median": 0, "the median and its sorted neighbours": 1, "the five middle values": 2}
+
+
+@torch.no_grad()
+def resample_tests(model, suite, seed: int = 0, size: int = 500) -> dict:
+    """(b) MLP 0's output at SEP taken from another list that shares the middle of the sorted list (MIDDLES: the
+    median alone, with its two neighbours, the five middle values; find_median.dataset.same_middle), and from any
+    other list (the control): the loss, and the share of the control's loss increase that sharing avoids (1: MLP 0
+    hands on that and nothing else)."""
+    hook, V = "blocks.0.hook_mlp_out", model.cfg.d_vocab_out
+    out = {}
+    for family, (tokens, targets) in suite.items():
+        x, y, gen = tokens[:size], targets[:size], torch.Generator().manual_seed(seed)
+        loss = loss_and_accuracy(model(x, last_only=True)[:, -1], y)[0]
+
+        def swapped(donors):
+            donor = model.run_with_cache(to_tokens(donors, V), names_filter=hook)[1][hook][:, -1]
+            return loss_and_accuracy(run_patched(model, x, [Patch(hook, (slice(None), -1), donor)])[:, -1], y)[0]
+        control = swapped(torch.randint(0, V, x[:, :-1].shape, generator=gen))
+        row = {"model loss": loss, "any list": control}
+        for name, keep in MIDDLES.items():
+            row[name] = swapped(same_middle(x[:, :-1], keep, V, gen))
+            row[f"{name} kept"] = loss_kept(loss, row[name], control)
+        out[family] = row
+    return suite.like(out)
 
 
 # --- how layer 1 reads MLP 0 ---------------------------------------------------------------------------------
@@ -279,20 +301,18 @@ def interval_of(values, cuts):
     return torch.bucketize(values.float(), cuts)
 
 
-@torch.no_grad()
-def snapping(model, sel, suite, reading, predictions) -> dict:
+def snapping(suite, reading, scores, predictions) -> dict:
     """The hypothesis 'MLP 0 places the median between two of its thresholds; the head snaps to the value the
     list holds there'. Per family: the share of lists whose median is the only distinct value of the list in its
-    interval ('alone'), the one-key algorithm's agreement with the model where the median is alone and where it
-    is not, and the model's own accuracy in both cases."""
+    interval ('alone'), the one-key algorithm's agreement with the model (scores: the selecting head's, per family)
+    where the median is alone and where it is not, and the model's own accuracy in both cases."""
     cuts = median_thresholds(reading)
     out = {}
     for family, (tokens, targets) in suite.items():
-        tokens, targets, answers = tokens[:20000], targets[:20000], predictions[family][:20000]
-        values = tokens[:, :-1]
+        values, answers = tokens[:, :-1], predictions[family]
         same = interval_of(values, cuts) == interval_of(targets, cuts)[:, None]
         alone = ~(same & (values != targets[:, None])).any(1)
-        picked = values[torch.arange(len(values)), C.select_and_copy_from_activations(model, tokens, *sel)[1]]
+        picked = values[torch.arange(len(values)), scores[family][:, :-1].argmax(-1)]
         agree, right = picked == answers, answers == targets
         share = lambda mask, where: mask[where].float().mean().item() if where.any() else float("nan")
         out[family] = {"alone": alone.float().mean().item(), "agree alone": share(agree, alone),
@@ -304,74 +324,42 @@ def snapping(model, sel, suite, reading, predictions) -> dict:
 # --- tables for the notebook ---------------------------------------------------------------------------------
 
 def uniformity_table(uniformity) -> str:
-    lines = ["| family | layer 0's SEP attention: largest deviation from uniform (mean over lists) | MLP 0 pre-activations "
-             "rebuilt with uniform attention: relative squared error |", "|---|---:|---:|"]
-    lines += [f"| {family} | {deviation:.4f} | {error:.5f} |" for family, (deviation, error) in uniformity.items()]
-    return "\n".join(lines)
+    return markdown_table(["family", "layer 0's SEP attention: largest deviation from uniform (mean over lists)",
+                           "MLP 0 pre-activations rebuilt with uniform attention: relative squared error"],
+                          [[family, f"{d:.4f}", f"{e:.5f}"] for family, (d, e) in uniformity.items()])
 
 
-def tests_table(tests) -> str:
-    """Markdown from reading_tests: per family, (a) the substituted model and (b) the resampled MLP 0 output."""
-    lines = ["| family | model accuracy | (a) important betas their fitted shapes: accuracy | loss recovered | "
-             f"(a') shapes, exact within {TRANSITION} of each threshold: accuracy | loss recovered | (b) loss, MLP 0 "
-             "from a list with the same median | (b) loss, from any list | (b) share of the control's loss avoided |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for family, sub in tests["substituted"].items():
-        res = tests["resampled"][family]
-        lines.append(f"| {family} | {sub['model accuracy']:.2%} | {sub['accuracy']:.2%} | {sub['loss recovered']:.2%} | "
-                     f"{sub['refined accuracy']:.2%} | {sub['refined loss recovered']:.2%} | "
-                     f"{res['same median']:.4f} | {res['any list']:.3f} | {res['kept']:.2%} |")
-    return "\n".join(lines)
+def tests_table(substituted, resampled) -> str:
+    """Markdown: per family, (a) the substituted model and (b) the resampled MLP 0 output (every key matched)."""
+    keys = [k for k in next(iter(resampled.values())) if k.endswith(" kept")]
+    header = ["family", "model accuracy", "(a) important betas their fitted shapes: accuracy", "loss recovered",
+              f"(a') shapes, exact within {TRANSITION} of each threshold: accuracy", "loss recovered",
+              "(b) loss, MLP 0 from any list"] + [f"(b) MLP 0 from a list with the same {k[:-5]}: loss, share of the "
+                                                 "control's loss avoided" for k in keys]
+    rows = []
+    for family, sub in substituted.items():
+        res = resampled[family]
+        rows.append([family, pct(sub["model accuracy"]), pct(sub["accuracy"]), pct(sub["loss recovered"]),
+                     pct(sub["refined accuracy"]), pct(sub["refined loss recovered"]), num(res["any list"])] +
+                    [f"{res[k[:-5]]:.4f}, {pct(res[k])}" for k in keys])
+    return markdown_table(header, rows)
 
 
 def parts_table(parts) -> str:
-    lines = ["| part of the residual stream | query side: the part alone picks the real top key | key side: the part "
-             "alone picks it |", "|---|---:|---:|"]
-    lines += [f"| {name} | {v['query']:.2%} | {v['key']:.2%} |" for name, v in parts.items()]
-    return "\n".join(lines)
+    return markdown_table(["part of the residual stream", "query side: the part alone picks the real top key",
+                           "key side: the part alone picks it"],
+                          [[name, pct(v["query"]), pct(v["key"])] for name, v in parts.items()])
 
 
 def snapping_table(snap) -> str:
-    lines = ["| family | median alone in its interval | one-key algorithm agrees: alone | ... not alone | model "
-             "accuracy: alone | ... not alone |", "|---|---:|---:|---:|---:|---:|"]
-    pct = lambda x: "-" if x != x else f"{x:.2%}"
-    lines += [f"| {family} | {pct(v['alone'])} | {pct(v['agree alone'])} | {pct(v['agree shared'])} | "
-              f"{pct(v['accuracy alone'])} | {pct(v['accuracy shared'])} |" for family, v in snap.items()]
-    return "\n".join(lines)
+    return markdown_table(["family", "median alone in its interval", "one-key algorithm agrees: alone",
+                           "one-key algorithm agrees: not alone", "model accuracy: alone", "model accuracy: not alone"],
+                          [[family, pct(v["alone"]), pct(v["agree alone"]), pct(v["agree shared"]),
+                            pct(v["accuracy alone"]), pct(v["accuracy shared"])] for family, v in snap.items()])
 
 
-def agreement_table(suite, mine: dict, theirs: dict) -> str:
-    """Markdown: per family, how often two models give the same answer (family_predictions of each)."""
-    lines = ["| family | same answer |", "|---|---:|"]
-    lines += [f"| {family} | {(mine[family] == theirs[family]).float().mean().item():.2%} |" for family in suite]
-    return "\n".join(lines)
-
-
-def side_by_side(names: dict, size: int = 300) -> str:
-    """Markdown: MLP 0's kinds table for each model of {label: model} (read_mlp0 on `size` lists each)."""
-    parts = []
-    for label, m in names.items():
-        try:
-            parts.append(f"**{label}, MLP 0**\n\n" + kinds_table(read_mlp0(m, size=size)))
-        except ValueError as error:
-            parts.append(f"**{label}**: MLP 0 not read ({error})")
-    return "\n\n".join(parts)
-
-
-@torch.no_grad()
-def handbuilt_claims(suite, built: dict, learnt: dict) -> list:
-    """Section 5e's claims from both models' answers on `suite` (shared.tasks.family_predictions of the hand-built
-    and of the trained model): the hand-built model's accuracy, and how often it gives the trained model's answer
-    on the lists the trained model gets right."""
-    accuracy = {f: (built[f] == suite[f][1]).float().mean().item() for f in suite}
-    families = [f for f in accuracy if f != suite.uniform_label]
-    weakest = min(families, key=accuracy.get)
-    right = torch.cat([learnt[f] == suite[f][1] for f in suite])
-    same = torch.cat([built[f] == learnt[f] for f in suite])
-    return [
-        Claim("handbuilt_uniform", f"hand-built model: accuracy on {suite.uniform_label} lists",
-              accuracy[suite.uniform_label], ">=", 0.999, "%"),
-        Claim("handbuilt_families", f"... on its weakest family ({weakest})", accuracy[weakest], ">=", 0.99, "%"),
-        Claim("handbuilt_agrees", "hand-built and trained give the same answer where the trained model is right",
-              same[right].float().mean().item(), ">=", 0.99, "%"),
-    ]
+def side_by_side(readings: dict) -> str:
+    """Markdown: MLP 0's kinds table for each reading of {label: read_mlp0(...) or the reason it could not be
+    read}."""
+    return "\n\n".join(f"**{label}, MLP 0**\n\n" + kinds_table(r) if isinstance(r, dict) else
+                        f"**{label}**: MLP 0 not read ({r})" for label, r in readings.items())

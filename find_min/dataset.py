@@ -5,10 +5,13 @@ is drawn uniformly from 0..V-1 (one position holds a, the others are uniform on 
 others within 1..3 above a). Uniform lists alone would almost never show a large minimum:
 P(min >= 40) = (24/64)^10, about 6e-5, for n = 10, V = 64.
 """
+from pathlib import Path
+
 import torch
 
 from shared.tasks import ListTask, shuffle_rows, uniform_below
 
+TASK = Path(__file__).resolve().parent.name  # a task is named after its folder: a copied folder is a new task
 N = 10  # list length
 V = 64  # values are 0..V-1; the separator token is V
 
@@ -54,4 +57,4 @@ def adversarial(size, n, V, gen):
 
 
 def task(n: int = N, V: int = V) -> ListTask:
-    return ListTask("find_min", answer, balanced, adversarial, hard, n, V, order_statistic=0)
+    return ListTask(TASK, answer, balanced, adversarial, hard, n, V)

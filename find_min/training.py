@@ -37,7 +37,8 @@ out = "checkpoints/model.pt"  # relative to this folder
 # ---------------------------------------------------------------------------------------------------------
 
 if __name__ == "__main__":
-    from find_min.dataset import task
-    from shared.experiment import main
+    import importlib
 
-    main(task, globals())
+    from shared.tools.experiment import main
+
+    main(importlib.import_module(f"{Path(__file__).resolve().parent.name}.dataset").task, globals())

@@ -4,6 +4,7 @@ torch.load(weights_only=True) admits only tensors and plain containers, so a che
 """
 import contextlib
 import dataclasses
+import hashlib
 import math
 import os
 import pickle
@@ -27,6 +28,9 @@ HISTORY = {"step": list, "train_loss": list, "eval_loss": list, "eval_accuracy":
 class CheckpointError(ValueError):
     """A checkpoint that is missing, unreadable, not ours, or does not fit what the caller expects."""
 
+    def _render_traceback_(self):  # IPython shows this instead of a traceback: one line, as on the command line
+        return [f"CheckpointError: {self}"]
+
 
 def save_checkpoint(path, model: Transformer, **metadata):
     """Write {format, config, state_dict, metadata} to `path` via a temporary file and a rename, so an
@@ -37,28 +41,46 @@ def save_checkpoint(path, model: Transformer, **metadata):
                         "metadata": metadata})
 
 
-def _atomic_save(path, payload):
+def atomic_write(path, write):
+    """write(file) into a temporary file beside `path`, then rename it over `path`: a reader (or an interrupted
+    save) sees the old file or the new one, never half of either, and concurrent writers never see each other's
+    halves. No temporary file outlives the call."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a checkpoint is meant to be shared
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a checkpoint or summary is meant to be shared
         os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(OSError):  # no temporary file outlives its save
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _atomic_save(path, payload):
+    atomic_write(path, lambda f: torch.save(payload, f))
+
+
+def run_id(model) -> str:
+    """A hash of the weights: a checkpoint and its snapshots file both record it, so a snapshots file left by
+    another run is recognised, and tests know which run a README table or a verdict documents."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def read_checkpoint(path, fmt=FORMAT, entries=(("config", dict), ("state_dict", dict), ("metadata", dict))) -> dict:
     """The checkpoint's payload, checked for form; raises CheckpointError with a one-line reason."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint file")
+        where = "" if path.is_absolute() else f" (looked for it from {Path.cwd()})"
+        raise CheckpointError(f"{path}: no such checkpoint file{where}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:

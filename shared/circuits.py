@@ -1,5 +1,5 @@
-"""Circuit tools: factored and full QK/OV circuits, composition scores, ablation, activation patching,
-direct logit attribution, and summaries of copying and monotonicity.
+"""Circuit tools: factored and full QK/OV circuits, composition scores, activation patching, direct logit
+attribution, where heads look, and summaries of copying and monotonicity (ablation: shared.ablation).
 
 Conventions are TransformerLens' row-vector ones: a residual vector x is a row, a head scores query x_q
 against key x_k as (x_q W_Q + b_Q)(x_k W_K + b_K)^T / sqrt(d_head), and writes pattern-weighted
@@ -16,8 +16,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .components import output_hook, output_names
-from .train import evaluate
+from .ablation import Patch, run_patched
 
 
 # ----------------------------------------------------------------------------------------- factored circuits
@@ -129,107 +128,6 @@ def composition_baseline(cfg, kind, draws=300, seed=0):
     return composition_score(*_pairs(kind, *Ws, early=0, late=1)).mean().item()
 
 
-# ------------------------------------------------------------------------------------------------ ablation
-def _head_index(head):
-    """Index of one head's slice of a [batch, pos, head, ...] activation (hook_q/k/v/z/result), or of all
-    of any activation for head=None."""
-    return (Ellipsis,) if head is None else (slice(None), slice(None), head)
-
-
-def zero_ablation(head=None):
-    """Hook function that zeroes the activation (or one head's slice of it)."""
-    index = _head_index(head)
-
-    def hook(act, hook):
-        act = act.clone()
-        act[index] = 0
-        return act
-    return hook
-
-
-def mean_ablation(reference, head=None):
-    """Hook function that replaces the activation (or one head's slice) by its mean over the batch of
-    `reference` (the same hook's activation on a reference batch), position by position."""
-    index = _head_index(head)
-    mean = reference.mean(0, keepdim=True)
-
-    def hook(act, hook):
-        act = act.clone()
-        act[index] = mean[index].to(act.device).expand_as(act[index])
-        return act
-    return hook
-
-
-def resample_ablation(reference, head=None, seed=0):
-    """Hook function that replaces each sample's activation (or head slice) by that of a random sample of
-    `reference`: the head then carries information about some other input."""
-    index = _head_index(head)
-    gen = torch.Generator().manual_seed(seed)
-
-    def hook(act, hook):
-        rows = torch.randint(0, len(reference), (len(act),), generator=gen)
-        act = act.clone()
-        act[index] = reference[rows][index].to(act.device)
-        return act
-    return hook
-
-
-@torch.no_grad()
-def ablated_accuracy(model, tokens, targets, names, method="mean", reference_tokens=None, seed=0) -> float:
-    """Accuracy on (tokens, targets) with the components `names` (shared.components: 'L0H1', 'MLP 0') ablated
-    together, each output replaced by zero, by its mean over reference_tokens (default: tokens) position by
-    position, or by a random reference input's ('resample')."""
-    if method not in ("zero", "mean", "resample"):
-        raise ValueError(f"ablation method must be 'zero', 'mean' or 'resample', got {method!r}")
-    reference = tokens if reference_tokens is None else reference_tokens
-    cache = model.run_with_cache(reference, names_filter=output_names(model, names))[1] if method != "zero" else None
-    hooks = []
-    for name in names:
-        hook, head = output_hook(model, name)
-        hooks.append((hook, zero_ablation(head) if method == "zero" else mean_ablation(cache[hook], head)
-                      if method == "mean" else resample_ablation(cache[hook], head, seed)))
-    with model.hooks(hooks):
-        return evaluate(model, tokens, targets)[1]
-
-
-@torch.no_grad()
-def path_ablation_accuracy(model, tokens, targets, early, late, kind, reference_tokens, batch_size=4096):
-    """Accuracy when only the direct path from head `early` = (l1, h1) into the query, key or value input
-    (kind 'Q', 'K', 'V', or several together: 'QKV') of head `late` = (l2, h2) is mean-ablated: the later head
-    reads the residual stream with the earlier head's output replaced by its mean over reference_tokens, position
-    by position; every other reader, the later head's other inputs included, sees the real output."""
-    (l1, h1), (l2, h2) = early, late
-    if l2 <= l1:
-        raise ValueError(f"head {late} must be in a later layer than {early}")
-    if not kind or set(kind) - set("QKV") or len(set(kind)) != len(kind):
-        raise ValueError(f"path kind must be 'Q', 'K', 'V' or several of them once each ('QKV'), got {kind!r}")
-    result, resid_pre = f"blocks.{l1}.attn.hook_result", f"blocks.{l2}.hook_resid_pre"
-    mean = sum(model.run_with_cache(reference_tokens[i:i + batch_size], names_filter=result)[1][result][:, :, h1]
-               .sum(0) for i in range(0, len(reference_tokens), batch_size)) / len(reference_tokens)  # [pos, d_model]
-    block = model.blocks[l2]
-    weights = {"Q": (block.attn.W_Q, block.attn.b_Q), "K": (block.attn.W_K, block.attn.b_K),
-               "V": (block.attn.W_V, block.attn.b_V)}
-    correct = 0
-    for i in range(0, len(tokens), batch_size):  # the replacement is computed for each chunk it replaces
-        chunk = tokens[i:i + batch_size]
-        _, cache = model.run_with_cache(chunk, names_filter=[result, resid_pre])
-        resid = _ln(block.ln1, cache[resid_pre] - cache[result][:, :, h1] + mean)
-
-        def replace(replacement):
-            def hook(act, hook):
-                act = act.clone()
-                act[:, :, h2] = replacement
-                return act
-            return hook
-
-        hooks = [(f"blocks.{l2}.attn.hook_{k.lower()}", replace(resid @ weights[k][0][h2] + weights[k][1][h2]))
-                 for k in kind]  # each replacement [batch, pos, d_head]
-        with model.hooks(hooks):
-            logits = model(chunk)[:, -1]
-        correct += (logits.argmax(-1) == targets[i:i + batch_size]).sum().item()
-    return correct / len(tokens)
-
-
 # ------------------------------------------------------------------------------------ activation patching
 HEAD_HOOKS = ("hook_q", "hook_k", "hook_v", "hook_z", "hook_result")  # [batch, pos, head, ...]
 
@@ -238,6 +136,33 @@ def logit_diff(logits, answer, other):
     """logit[answer] - logit[other] at the last position, per sample."""
     last = logits[:, -1]
     return last.gather(1, answer[:, None])[:, 0] - last.gather(1, other[:, None])[:, 0]
+
+
+def _patch_index(model, hook_name, position, head, dims):
+    """The index into hook_name's activation for one position and/or head (or all of it)."""
+    by_head = hook_name.endswith(("hook_pattern", "hook_attn_scores"))
+    if head is not None and not (by_head or hook_name.endswith(HEAD_HOOKS)):
+        raise ValueError(f"{hook_name} has no head dimension; head= applies to {', '.join(HEAD_HOOKS)}, "
+                         "hook_pattern and hook_attn_scores")
+    index = [slice(None)] * dims
+    if position is not None:
+        index[2 if by_head else 1] = position
+    if head is not None:
+        index[1 if by_head else 2] = head
+    return tuple(index)
+
+
+@torch.no_grad()
+def _patch_runs(model, clean_tokens, corrupt_tokens, clean_answer, corrupt_answer, hook_name, min_difference):
+    """(the clean activation at hook_name, the clean and the corrupted mean logit differences), once for every
+    patch of a sweep; ValueError when the two differences are too close for a recovered fraction to mean anything."""
+    clean_logits, cache = model.run_with_cache(clean_tokens, names_filter=hook_name)
+    clean = logit_diff(clean_logits, clean_answer, corrupt_answer).mean()
+    corrupt = logit_diff(model(corrupt_tokens, last_only=True), clean_answer, corrupt_answer).mean()
+    if (clean - corrupt).abs() < min_difference:
+        raise ValueError(f"clean and corrupted logit differences are {clean:.3g} and {corrupt:.3g}: too close "
+                         "for a recovered fraction to mean anything (does the corruption change the answer?)")
+    return cache[hook_name], clean, corrupt
 
 
 @torch.no_grad()
@@ -249,42 +174,25 @@ def patch(model, clean_tokens, corrupt_tokens, clean_answer, corrupt_answer, hoo
     answer] at the last position, averaged over the batch before dividing. Raises ValueError when clean and
     corrupt differ by less than min_difference (the fraction would be noise over almost nothing) or when
     head= names a hook without a head dimension."""
-    by_head = hook_name.endswith(("hook_pattern", "hook_attn_scores"))
-    if head is not None and not (by_head or hook_name.endswith(HEAD_HOOKS)):
-        raise ValueError(f"{hook_name} has no head dimension; head= applies to {', '.join(HEAD_HOOKS)}, "
-                         "hook_pattern and hook_attn_scores")
-    clean_logits, cache = model.run_with_cache(clean_tokens, names_filter=hook_name)
-    clean_act = cache[hook_name]
-    index = [slice(None)] * clean_act.dim()
-    if position is not None:
-        index[2 if by_head else 1] = position
-    if head is not None:
-        index[1 if by_head else 2] = head
-    index = tuple(index)
-
-    def put_clean(act, hook):
-        act = act.clone()
-        act[index] = clean_act[index]
-        return act
-
-    clean = logit_diff(clean_logits, clean_answer, corrupt_answer).mean()
-    corrupt = logit_diff(model(corrupt_tokens), clean_answer, corrupt_answer).mean()
-    if (clean - corrupt).abs() < min_difference:
-        raise ValueError(f"clean and corrupted logit differences are {clean:.3g} and {corrupt:.3g}: too close "
-                         "for a recovered fraction to mean anything (does the corruption change the answer?)")
-    patched = logit_diff(model.run_with_hooks(corrupt_tokens, [(hook_name, put_clean)]),
-                         clean_answer, corrupt_answer).mean()
-    return ((patched - corrupt) / (clean - corrupt)).item()
+    return patch_sweep(model, clean_tokens, corrupt_tokens, clean_answer, corrupt_answer, hook_name,
+                       [(position, head)], min_difference)[0].item()
 
 
-def patch_sweep(model, clean_tokens, corrupt_tokens, clean_answer, corrupt_answer, hook_name, per_head=False):
-    """Recovered fraction for every position (and head): [n_pos] or [n_heads, n_pos]."""
-    P = clean_tokens.shape[1]
-    if not per_head:
-        return torch.tensor([patch(model, clean_tokens, corrupt_tokens, clean_answer, corrupt_answer,
-                                   hook_name, position=p) for p in range(P)])
-    return torch.tensor([[patch(model, clean_tokens, corrupt_tokens, clean_answer, corrupt_answer, hook_name,
-                                position=p, head=h) for p in range(P)] for h in range(model.cfg.n_heads)])
+@torch.no_grad()
+def patch_sweep(model, clean_tokens, corrupt_tokens, clean_answer, corrupt_answer, hook_name, places=None,
+                min_difference=1e-3):
+    """The recovered fraction (see patch) at each of `places`, [(position, head)] (default: every position, head
+    None): the clean and corrupted runs are made once for all of them."""
+    places = places if places is not None else [(p, None) for p in range(clean_tokens.shape[1])]
+    clean_act, clean, corrupt = _patch_runs(model, clean_tokens, corrupt_tokens, clean_answer, corrupt_answer,
+                                            hook_name, min_difference)
+    fractions = []
+    for position, head in places:
+        index = _patch_index(model, hook_name, position, head, clean_act.dim())
+        patched = logit_diff(run_patched(model, corrupt_tokens, [Patch(hook_name, index, clean_act[index])]),
+                             clean_answer, corrupt_answer).mean()
+        fractions.append(((patched - corrupt) / (clean - corrupt)).item())
+    return torch.tensor(fractions)
 
 
 # ------------------------------------------------------------------------------ direct logit attribution
@@ -331,19 +239,6 @@ def softmax_weight_needed_gap(n_competitors, weight=0.5):
 
 
 # ------------------------------------------------------------------------- interventions and read-outs
-def attend_only_to(layer, head, key_positions, query_pos=-1):
-    """(hook name, fn) replacing head's attention pattern at query_pos by a one-hot on key_positions[i]
-    for sample i (other queries keep their pattern)."""
-
-    def hook(pattern, hook):
-        pattern = pattern.clone()
-        rows = torch.arange(len(pattern), device=pattern.device)
-        pattern[:, head, query_pos] = 0
-        pattern[rows, head, query_pos, key_positions.to(pattern.device)] = 1
-        return pattern
-    return f"blocks.{layer}.attn.hook_pattern", hook
-
-
 def is_one_head_attention_only(model) -> bool:
     """One layer, one head, no MLP, no LayerNorm: the model whose logits the weights give exactly."""
     cfg = model.cfg
@@ -413,6 +308,40 @@ def select_and_copy_misses(model, tokens, targets, layer=0, head=0):
     predicted, chosen = select_and_copy_from_activations(model, tokens, layer, head)
     miss = predicted != model(tokens, last_only=True)[:, -1].argmax(-1)
     return miss, tokens[torch.arange(len(tokens)), chosen] == targets
+
+
+@torch.no_grad()
+def sep_scores(model, tokens, layer, head, resid=None):
+    """[batch, pos]: head (layer, head)'s pre-softmax scores from the last position to every key, computed from
+    the residual stream the layer reads (the model's own hook_attn_scores row, without running the rest of the
+    layer at every position: a cheap pass for large batches). resid: that stream, blocks.{layer}.hook_resid_pre,
+    if a pass already kept it."""
+    name = f"blocks.{layer}.hook_resid_pre"
+    if resid is None:
+        resid = torch.cat([model.run_with_cache(x, names_filter=name, last_only=True)[1][name]
+                           for x in tokens.split(8192)])
+    attn, ln = model.blocks[layer].attn, model.blocks[layer].ln1
+    x = _ln(ln, resid)
+    q = x[:, -1] @ attn.W_Q[head] + attn.b_Q[head]
+    k = x @ attn.W_K[head] + attn.b_K[head]
+    return torch.einsum("be,bpe->bp", q, k) / math.sqrt(q.shape[-1])
+
+
+def attention_distance(p, q) -> float:
+    """The mean total-variation distance between two attention rows [batch, keys]: half the summed absolute
+    difference, 0 when they agree, 1 when they share no key."""
+    return (0.5 * (p - q).abs().sum(-1)).mean().item()
+
+
+@torch.no_grad()
+def head_most_on(model, tokens, key_mask, layers=None) -> tuple:
+    """((layer, head) whose SEP attention lands most on the keys where key_mask [batch, n] is True, e.g. the
+    answer's positions, among `layers` (default: all), and every head's share there [n_layers, n_heads])."""
+    shares = attention_on(model, tokens, key_mask)
+    allowed = range(model.cfg.n_layers) if layers is None else layers
+    best = max(((l, h) for l in allowed for h in range(model.cfg.n_heads)), key=lambda lh: shares[lh].item(),
+               default=None)
+    return best, shares
 
 
 @torch.no_grad()

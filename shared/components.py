@@ -1,7 +1,8 @@
 """A model's components by name, in one convention: heads 'L{layer}H{head}', MLPs 'MLP {layer}'.
 
 Everything that names a component or reads a name back goes through here: the claims, the mechanism measures,
-faithfulness, ablation and direct logit attribution.
+faithfulness, ablation and direct logit attribution; and which component's output reaches which reader (a head's
+query, key or value input 'L1H0.q', an MLP, the logits).
 """
 
 
@@ -56,3 +57,19 @@ def outputs_from(cache, model, which) -> dict:
         hook, head = output_hook(model, c)
         outputs[c] = cache[hook] if head is None else cache[hook][:, :, head]
     return outputs
+
+
+def receivers(model) -> list:
+    """What a path can end in: each head's query, key and value input ('L1H0.q'), each MLP, and 'logits'."""
+    heads = [c for c in components(model) if not is_mlp(c)]
+    mlps = [c for c in components(model) if is_mlp(c)]
+    return [f"{h}.{x}" for h in heads for x in "qkv"] + mlps + ["logits"]
+
+
+def senders(model, receiver):
+    """Components whose output reaches `receiver`'s input: earlier layers, and this layer's heads for its MLP."""
+    if receiver == "logits":
+        return components(model)
+    layer = parse(receiver.split(".")[0])[0]
+    return [c for c in components(model) if parse(c)[0] < layer or (is_mlp(receiver) and parse(c)[0] == layer
+                                                                     and not is_mlp(c))]

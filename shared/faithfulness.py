@@ -17,27 +17,11 @@ about what it costs the model.
 from functools import partial
 
 import torch
-import torch.nn.functional as F
 
-from .components import components, head_name, is_mlp, mlp_name, output_hook, output_names, outputs_from, parse
-
-
-def other_inputs(tokens, seed=0):
-    """A reordering of tokens in which no row stays in place (row i of the result is another input of the
-    same batch), for resample ablation within one family."""
-    if len(tokens) < 2:
-        raise ValueError("resample ablation needs at least two inputs")
-    order = torch.randperm(len(tokens), generator=torch.Generator().manual_seed(seed))
-    other = torch.empty_like(order)
-    other[order] = order.roll(-1)  # each row takes the next one in a random cycle through all rows
-    return tokens[other]
-
-
-def receivers(model) -> list:
-    """What a path can end in: each head's query, key and value input ('L1H0.q'), each MLP, and 'logits'."""
-    heads = [c for c in components(model) if not is_mlp(c)]
-    mlps = [c for c in components(model) if is_mlp(c)]
-    return [f"{h}.{x}" for h in heads for x in "qkv"] + mlps + ["logits"]
+from .ablation import attention_restricted, other_inputs, reads, run_patched
+from .components import components, output_hook, output_names, outputs_from, parse, receivers, senders
+from .tables import markdown_table, pct
+from .tasks import loss_and_accuracy
 
 
 def circuit_of(model, keep) -> set:
@@ -45,15 +29,6 @@ def circuit_of(model, keep) -> set:
     for c in keep:
         output_hook(model, c)  # a misspelt component is an error, not a silently empty circuit
     return {(s, r) for r in receivers(model) for s in senders(model, r) if s in set(keep)}
-
-
-def senders(model, receiver):
-    """Components whose output reaches `receiver`'s input: earlier layers, and this layer's heads for its MLP."""
-    if receiver == "logits":
-        return components(model)
-    layer = parse(receiver.split(".")[0])[0]
-    return [c for c in components(model) if parse(c)[0] < layer or (is_mlp(receiver) and parse(c)[0] == layer
-                                                                     and not is_mlp(c))]
 
 
 @torch.no_grad()
@@ -70,49 +45,20 @@ def run_circuit(model, tokens, targets, circuit, reference, attention=None, refe
     every other path into a receiver carries the sender's output on the reference input (row i of
     `reference` for row i of tokens), as it is on a normal run of that input. The embeddings are the input
     and reach everything. attention: {head ('L1H0'): key mask [batch, k]} restricts that head's attention
-    from the last position onto the keys where a mask [batch, k <= pos] is True, in the proportions the head
-    itself gives them (evenly where its weight there underflowed; an input without such a key keeps its
-    pattern): what an explanation may say the head does ("attends only to the answer")."""
-    cfg, edges = model.cfg, set(circuit)
+    from the last position onto those keys (shared.ablation.attention_restricted): what an explanation may say
+    the head does ("attends only to the answer")."""
+    edges = set(circuit)
     unknown = {r for _, r in edges} - set(receivers(model)) | {s for s, _ in edges} - set(components(model))
     if unknown:
         raise ValueError(f"not a component or receiver of this model: {sorted(unknown)}")
-    other = reference_outputs if reference_outputs is not None else _outputs(model, reference)  # computed once by
-    own = {}  # faithfulness() for all its runs
-    P = tokens.shape[1]
-    x0 = model.W_E[tokens] + model.W_pos[:P]
-
-    def read(receiver):  # the residual stream as `receiver` sees it
-        before = cfg.n_layers if receiver == "logits" else parse(receiver.split(".")[0])[0] + is_mlp(receiver)
-        x = x0 + sum(model.blocks[l].attn.b_O for l in range(before))  # b_O: constant, in no component
-        for s in senders(model, receiver):
-            x = x + (own[s] if (s, receiver) in edges else other[s])
-        return x
-
-    causal = torch.ones(P, P, dtype=torch.bool, device=tokens.device).tril()
-    for l, block in enumerate(model.blocks):
-        a = block.attn
-        for h in range(cfg.n_heads):
-            name = head_name(l, h)
-            q, k, v = (block.ln1(read(f"{name}.{x}")) @ W[h] + b[h]
-                       for x, W, b in (("q", a.W_Q, a.b_Q), ("k", a.W_K, a.b_K), ("v", a.W_V, a.b_V)))
-            pattern = (q @ k.transpose(1, 2) / q.shape[-1] ** 0.5).masked_fill(~causal, float("-inf")).softmax(-1)
-            if attention and name in attention:  # only the stated keys, in the proportions the head gives them
-                allowed = F.pad(attention[name].to(pattern.device, pattern.dtype), (0, P - attention[name].shape[1]))
-                kept = pattern[:, -1] * allowed
-                total = kept.sum(-1, keepdim=True)  # 0 where the head's weight there underflowed: spread evenly
-                even = allowed / allowed.sum(-1, keepdim=True).clamp(min=1)
-                restricted = torch.where(total > 0, kept / total.clamp(min=1e-30), even)
-                pattern[:, -1] = torch.where(allowed.any(-1, keepdim=True), restricted, pattern[:, -1])  # no key: as is
-            own[name] = pattern @ v @ a.W_O[h]
-        if block.mlp is not None:
-            own[mlp_name(l)] = block.mlp(block.ln2(read(mlp_name(l))))
-    return loss_and_accuracy((model.ln_final(read("logits")) @ model.W_U + model.b_U)[:, -1], targets)
-
-
-def loss_and_accuracy(logits, targets) -> tuple:
-    """(mean cross-entropy, accuracy) of last-position logits [batch, d_vocab_out] against targets [batch]."""
-    return F.cross_entropy(logits, targets).item(), (logits.argmax(-1) == targets).float().mean().item()
+    other = reference_outputs if reference_outputs is not None else _outputs(model, reference)
+    patches = []
+    for receiver in receivers(model):
+        outside = {s: other[s] for s in senders(model, receiver) if (s, receiver) not in edges}
+        if outside:
+            patches.append(reads(model, receiver, outside))
+    patches += [attention_restricted(*parse(head), mask) for head, mask in (attention or {}).items()]
+    return loss_and_accuracy(run_patched(model, tokens, patches)[:, -1], targets)
 
 
 def recovered(loss, ablated, intact) -> float:
@@ -121,7 +67,7 @@ def recovered(loss, ablated, intact) -> float:
 
 
 @torch.no_grad()
-def faithfulness(model, tokens, targets, circuit, attention=None, seed=0, completeness=False) -> dict:
+def circuit_faithfulness(model, tokens, targets, circuit, attention=None, seed=0, completeness=False) -> dict:
     """The circuit (run_circuit's paths) on (tokens, targets), inputs of one family, each resampled from
     another of them: (loss, accuracy) of the model, of the model with every path resampled, and of the
     circuit; the share of loss recovered; with completeness=True, for each component the circuit sends
@@ -153,13 +99,14 @@ def attend_only(head, key_mask) -> dict:
 
 @torch.no_grad()
 def faithfulness_by_family(model, suite: dict, circuit, attention_of=None, size=2000, seed=0) -> dict:
-    """{family: faithfulness(...)} on the first `size` inputs of every family of the suite; attention_of(tokens,
-    targets) gives the `attention` for those inputs (e.g. partial(attention_on_answer, "L0H0")), or None. The
-    results keep the suite's family keys (shared.tasks.Families)."""
+    """{family: circuit_faithfulness(...)} on the first `size` inputs of every family of the suite;
+    attention_of(tokens, targets, family) gives the `attention` for those inputs (e.g. attend_only("L0H0",
+    answer_positions(tokens, targets))), or None. The results keep the suite's family keys (shared.tasks.Families)."""
     found = {}
     for name, (tokens, targets) in suite.items():
         x, y = tokens[:size], targets[:size]
-        found[name] = faithfulness(model, x, y, circuit, attention_of(x, y) if attention_of else None, seed)
+        attention = attention_of(x, y, name) if attention_of else None
+        found[name] = circuit_faithfulness(model, x, y, circuit, attention, seed)
     return suite.like(found)
 
 
@@ -173,9 +120,6 @@ def weakest_family(results: dict) -> str:
 def faithfulness_table(results: dict) -> str:
     """Markdown, one row per family: accuracy of the model, of everything resampled, of the circuit, and the
     loss recovered."""
-    lines = ["| family | inputs | model accuracy | all resampled | circuit accuracy | loss recovered |",
-             "|---|---:|---:|---:|---:|---:|"]
-    for name, r in results.items():
-        lines.append(f"| {name} | {r['inputs']:,} | {r['model'][1]:.2%} | {r['all ablated'][1]:.2%} | "
-                     f"{r['circuit'][1]:.2%} | {r['loss recovered']:.2%} |")
-    return "\n".join(lines)
+    return markdown_table(["family", "inputs", "model accuracy", "all resampled", "circuit accuracy", "loss recovered"],
+                          [[name, f"{r['inputs']:,}", pct(r["model"][1]), pct(r["all ablated"][1]),
+                            pct(r["circuit"][1]), pct(r["loss recovered"])] for name, r in results.items()])

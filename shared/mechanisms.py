@@ -5,7 +5,7 @@ Chan & Nanda 2023, "A Toy Model of Universality"; Zhong et al. 2023, "The Clock 
 `mechanism_measures` reads the same few numbers from any model of a list task, and `classify` names its
 class with the first of the task's `Mechanism`s whose conditions all hold. Each task states its classes and
 thresholds in its own folder (MECHANISMS in <task>/mechanisms.py), with the measurements the thresholds came from.
-The sweep (shared.sweep) writes the measures and the class of every seed into its summary.
+The sweep (shared.tools.sweep) writes the measures and the class of every seed into its summary.
 """
 import re
 from dataclasses import dataclass
@@ -14,12 +14,14 @@ from typing import Callable, Optional
 import torch
 
 from .checkpoint import load_checkpoint
-from .circuits import ablated_accuracy, attention_on, direct_logits
+from .ablation import ablated_accuracy
+from .circuits import attention_on, direct_logits, head_most_on
 from .claims import COMPARE
 from .components import components, head_name, is_mlp, output_names, outputs_from
 from .faithfulness import attend_only, circuit_of, faithfulness_by_family, weakest_family
-from .tasks import answer_positions, evaluation_suite
-from .train import evaluate
+from .published import claims_across_seeds, class_count_table, published
+from .tables import markdown_table, num, pct
+from .tasks import answer_positions, evaluate, evaluation_suite
 
 MEASURE_LISTS = 4000  # the uniform lists (of an evaluation suite) the measures are read on
 
@@ -110,12 +112,12 @@ def mechanism_of(name: str, mechanisms):
 
 
 @torch.no_grad()
-def class_faithfulness(model, mechanism, measures: dict, suite: dict, size: int = 1000):
+def class_faithfulness(model, mechanism, measures: dict, suite: dict, size: int = 300):
     """(description, shared.faithfulness.faithfulness_by_family results) of the circuit the class's
     explanation states, on this model (its selector found by mechanism_measures)."""
     circuit = mechanism.circuit
     selector = head_name(measures["selector_layer"], measures["selector_head"])
-    attention_of = (lambda tokens, targets: attend_only(selector, circuit.keys(tokens, targets))) if circuit.keys \
+    attention_of = (lambda tokens, targets, family: attend_only(selector, circuit.keys(tokens, targets))) if circuit.keys \
         else None
     return circuit.description, faithfulness_by_family(model, suite, circuit_of(model, circuit.keep(model, selector)),
                                                        attention_of, size)
@@ -130,8 +132,7 @@ def mechanism_measures(model, tokens, targets) -> dict:
     outputs = {c: output[:, -1] for c, output in outputs_from(cache, model, parts).items()}  # at SEP
     answer = logits[:, -1].argmax(-1)
     agree = lambda residual: (direct_logits(model, residual).argmax(-1) == answer).float().mean().item()
-    on_answer = attention_on(model, tokens, answer_positions(tokens, targets))  # [layer, head]
-    layer, head = divmod(on_answer.argmax().item(), model.cfg.n_heads)
+    (layer, head), on_answer = head_most_on(model, tokens, answer_positions(tokens, targets))
     selector = head_name(layer, head)
     selector_ablated = ablated_accuracy(model, tokens, targets, [selector])
     mlps_ablated = ablated_accuracy(model, tokens, targets, mlps) if mlps else None
@@ -170,10 +171,9 @@ NEEDED, WRITES = 0.9, 0.9  # a component is needed when ablating it leaves < 90%
 
 
 def roles_table(roles: dict) -> str:
-    lines = [f"| component | accuracy with it mean-ablated (intact: {roles['intact'][0]:.2%}) | "
-             "its direct logits give the model's answer |", "|---|---:|---:|"]
-    lines += [f"| {name} | {ablated:.2%} | {dla:.2%} |" for name, (ablated, dla) in roles.items() if name != "intact"]
-    return "\n".join(lines)
+    return markdown_table(["component", f"accuracy with it mean-ablated (intact: {pct(roles['intact'][0])})",
+                           "its direct logits give the model's answer"],
+                          [[name, pct(ablated), pct(dla)] for name, (ablated, dla) in roles.items() if name != "intact"])
 
 
 def roles_sentence(roles: dict) -> str:
@@ -192,8 +192,10 @@ def class_legend(mechanisms) -> str:
     lines = []
     for m in mechanisms:
         conditions = " and ".join(f"{k} {op} {t}" for k, (op, t) in m.conditions.items())
-        name = re.sub(r"{(\w+)}", r"<\1>", m.name)  # "selects in layer <selector_layer>"
-        lines.append(f"- **{name}** ({conditions}): {m.meaning}.")
+        fields = re.findall(r"{(\w+)}", m.name)  # "selects in layer {selector_layer}": the layer it is found in
+        name = re.sub(r"{(\w+)}", "L", m.name)
+        where = f" (L: the {', '.join(fields)} measured)" if fields else ""
+        lines.append(f"- **{name}**{where} ({conditions}): {m.meaning}.")
     lines.append(f"- **{UNCLASSIFIED}**: none of the above holds.")
     return "\n".join(lines)
 
@@ -202,12 +204,11 @@ def spread_table(rows: list, measures=None) -> str:
     """Markdown: each measure's smallest, median and largest value over the rows (seeds), and their spread."""
     measures = measures or [m for m in MEASURES if m not in ("selector_layer", "selector_head")
                             and rows[0].get(m) is not None]
-    lines = ["| measure | smallest | median | largest | largest - smallest |", "|---|---:|---:|---:|---:|"]
+    table = []
     for m in measures:
         values = sorted(r[m] for r in rows)
-        lines.append(f"| {m} | {values[0]:.3f} | {values[len(values) // 2]:.3f} | {values[-1]:.3f} | "
-                     f"{values[-1] - values[0]:.3f} |")
-    return "\n".join(lines)
+        table.append([m] + [num(x) for x in (values[0], values[len(values) // 2], values[-1], values[-1] - values[0])])
+    return markdown_table(["measure", "smallest", "median", "largest", "largest - smallest"], table)
 
 
 def faithfulness_sentence(description: str, results: dict) -> str:
@@ -237,7 +238,7 @@ def describe_class(model, suite: dict, mechanisms) -> dict:
 
 
 def spread_tables(recipes: dict) -> str:
-    """Markdown: spread_table for every class of every published recipe (shared.sweep.published)."""
+    """Markdown: spread_table for every class of every published recipe (shared.published.published)."""
     parts = []
     for recipe_name, recipe in recipes.items():
         for name in sorted({row["mechanism"] for row in recipe["rows"]}):
@@ -257,8 +258,8 @@ def explain_others(recipes: dict, my_class: str, task_factory, mechanisms) -> st
             if name == my_class:
                 continue
             model = load_checkpoint(path, task=task_factory().name)
-            suite = evaluation_suite(task_factory(model.cfg.n_ctx - 1, model.cfg.d_vocab_out),
-                                     uniform_size=MEASURE_LISTS)
+            suite = evaluation_suite(task_factory(model.cfg.n_ctx - 1, model.cfg.d_vocab_out), size=200,
+                                     uniform_size=1000)
             tokens, targets = suite.uniform
             roles = component_roles(model, tokens, targets)
             explained = describe_class(model, suite, mechanisms)["faithfulness"]
@@ -270,3 +271,23 @@ def explain_others(recipes: dict, my_class: str, task_factory, mechanisms) -> st
                  "above." if parts else f"Every one of the {total} published seeds is classified **{my_class}**, "
                  "like this model: no other class occurs to explain.")
     return "\n\n".join(parts)
+
+
+def across_seeds_record(model, suite, task_factory, mechanisms) -> dict:
+    """The record of a notebook's "Across seeds" section: the task's published sweeps (shared.published), the loaded
+    model's measures, class and class faithfulness, every other published class explained by its representative,
+    and each hypothesis's verdicts on the default recipe's seeds (benchmarks/claims_across_seeds.py --publish)."""
+    name = task_factory().name
+    recipes = published(name)
+    mine = describe_class(model, suite, mechanisms)
+    return {"recipes": recipes, "mine": mine, "others": explain_others(recipes, mine["class"], task_factory, mechanisms),
+            "hypotheses": claims_across_seeds(name)}
+
+
+def across_seeds_summary(record, mechanisms) -> str:
+    """Markdown: the classes, how many seeds of each recipe fall in each, and the loaded model's class."""
+    mine = record["mine"]
+    return (class_legend(mechanisms) + "\n\n" + class_count_table(record["recipes"]) +
+            f"\n\nThe model loaded above is classified **{mine['class']}** (answer_attention "
+            f"{mine['measures']['answer_attention']:.3f}, selector_dla {mine['measures']['selector_dla']:.3f}). "
+            f"{mine['faithfulness']}")

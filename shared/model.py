@@ -235,19 +235,26 @@ class Transformer(nn.Module):
             if isinstance(module, HookPoint):
                 module.name = name
                 self.hook_dict[name] = module
+        last = f"blocks.{cfg.n_layers - 1}."  # hooks that see the last block's positions after it starts
+        self._last_block_hooks = [hp for name, hp in self.hook_dict.items() if name.startswith(("ln_final", last))
+                                  and name != last + "hook_resid_pre"]
 
-    def forward(self, tokens, last_only=False):  # tokens [batch, pos] -> logits [batch, pos, d_vocab_out]
+    def forward(self, tokens, last_only=False, stop_at_layer=None):  # tokens [batch, pos] -> logits [batch, pos, V]
         """last_only: return logits [batch, 1, d_vocab_out] for the last position alone. Every task reads its
-        answer there, so training and evaluation use it: with no hook attached, the last block then computes
-        its query, MLP and the unembedding at that one position. Hooks always see every position."""
+        answer there, so training and evaluation use it: unless a hook inside the last block (past its
+        hook_resid_pre) is attached, that block computes its query, MLP and the unembedding at that one
+        position. Hooks always see every position. stop_at_layer=l: return the residual stream entering block l
+        instead (as TransformerLens does), running nothing after it."""
         if tokens.dim() != 2 or tokens.shape[1] > self.cfg.n_ctx:
             raise ValueError(f"tokens must be [batch, pos] with pos <= n_ctx={self.cfg.n_ctx}, "
                              f"got shape {tuple(tokens.shape)}")
         pos = self.pos_embed.W_pos[: tokens.shape[1]].expand(tokens.shape[0], -1, -1)  # a view, no copy
         x = self.hook_embed(F.embedding(tokens, self.embed.W_E)) + self.hook_pos_embed(pos)
-        shortcut = last_only and not any(hp.fwd_hooks for hp in self.hook_dict.values())
-        for i, block in enumerate(self.blocks):
+        shortcut = last_only and not any(hp.fwd_hooks for hp in self._last_block_hooks)
+        for i, block in enumerate(self.blocks[:stop_at_layer]):
             x = block(x, shortcut and i == len(self.blocks) - 1)
+        if stop_at_layer is not None:
+            return x
         x = self.ln_final(x)
         if last_only:
             x = x[:, -1:]
@@ -288,11 +295,11 @@ class Transformer(nn.Module):
             for hp, fn in attached:
                 hp.fwd_hooks.remove(fn)
 
-    def run_with_hooks(self, tokens, fwd_hooks=()):
+    def run_with_hooks(self, tokens, fwd_hooks=(), last_only=False):
         with self.hooks(fwd_hooks):
-            return self(tokens)
+            return self(tokens, last_only)
 
-    def run_with_cache(self, tokens, names_filter=None):
+    def run_with_cache(self, tokens, names_filter=None, last_only=False, stop_at_layer=None):
         """Returns (logits, cache) with every hooked activation (detached) that names_filter admits."""
         if names_filter is None:
             keep = lambda name: True
@@ -309,7 +316,7 @@ class Transformer(nn.Module):
             store[hook.name] = act.detach()
 
         with self.hooks([(name, save) for name in self.hook_dict if keep(name)]):
-            logits = self(tokens)
+            logits = self(tokens, last_only, stop_at_layer)
         return logits, ActivationCache(store, self)
 
 

@@ -8,14 +8,14 @@ pattern of the heads before it: with a_hi the attention of head h from the query
 `neuron_terms` reads every term from the weights (exact); `NeuronTerms.pre` rebuilds the pre-activation from a
 given pattern (the real one: exact; a uniform one: the averaging approximation, whose error on real inputs says
 how far that reading holds). `fit_shapes` fits a few-parameter shape to each neuron's token response (a step at
-a threshold, a ramp, a bump), `run_with_token_response` puts another token response into the trained model, and
-`resample_matched` replaces a component's output with another input's that shares a property (the same answer,
-say), the test of whether the component carries that property and nothing else.
+a threshold, a ramp, a bump), and `token_response_patches` puts another token response into the trained model
+(shared.ablation; its Matched source is the resampling that keeps one property of the input).
 """
 from dataclasses import dataclass
 
 import torch
 
+from .ablation import Patch
 from .faithfulness import recovered
 
 
@@ -134,60 +134,16 @@ def best_shape(fits: dict, order=("ramp", "step", "bump"), tolerance: float = 0.
 
 # --- causal tests of a reading -------------------------------------------------------------------------------
 
-@torch.no_grad()
-def run_with_token_response(model, tokens, token_response, head: int = 0, layer: int = 0):
-    """Logits [batch, pos, d_vocab_out] with MLP `layer`'s token term through `head` replaced by token_response
-    [d_vocab, d_mlp] at every position: each neuron's pre-activation moves by sum_i a_i (new[x_i] - exact[x_i]),
-    with the model's own attention a; every other term and weight stays as trained. Passing the exact term back
-    reproduces the model."""
+def token_response_patches(model, tokens, token_response, head: int = 0, layer: int = 0) -> list:
+    """shared.ablation Patches that put token_response [d_vocab, d_mlp] in place of MLP `layer`'s token term
+    through `head`, at every position: each neuron's pre-activation moves by sum_i a_i (new[x_i] - exact[x_i]),
+    with the model's own attention a; every other term and weight stays as trained (passing the exact term back
+    reproduces the model)."""
     exact = neuron_terms(model, layer).token[head]
     delta = (token_response.to(exact) - exact)[tokens]  # [batch, pos, d_mlp]
-    seen = {}
-
-    def keep_pattern(pattern, hook):
-        seen["pattern"] = pattern[:, head]
-
-    def shift_pre(pre, hook):
-        return pre + torch.einsum("bqk,bkm->bqm", seen["pattern"], delta)
-
-    return model.run_with_hooks(tokens, [(f"blocks.{layer}.attn.hook_pattern", keep_pattern),
-                                         (f"blocks.{layer}.mlp.hook_pre", shift_pre)])
-
-
-def matched_partners(key, seed: int = 0):
-    """[batch] indices: for each input, another input with the same key (itself when no other has it), drawn
-    at random. key: [batch] integers (an input's answer, say; all equal: any other input)."""
-    gen = torch.Generator().manual_seed(seed)
-    partner = torch.arange(len(key))
-    order = torch.argsort(key * len(key) + torch.randperm(len(key), generator=gen), stable=True)
-    sorted_key = key[order]
-    starts = torch.ones(len(key), dtype=torch.bool)
-    starts[1:] = sorted_key[1:] != sorted_key[:-1]
-    group = torch.cumsum(starts.long(), 0) - 1
-    first = torch.nonzero(starts).flatten()
-    sizes = torch.bincount(group)
-    rank = torch.arange(len(key)) - first[group]
-    # within each group (already in random order), the next member along, cyclically: never itself if size > 1
-    partner[order] = order[first[group] + (rank + 1) % sizes[group]]
-    return partner
-
-
-@torch.no_grad()
-def resample_matched(model, tokens, hook_name: str, key, position: int = -1, seed: int = 0, activation=None):
-    """Logits [batch, pos, d_vocab_out] with the activation at hook_name, at `position`, taken from another
-    input with the same key (matched_partners). key = the property it should carry and nothing else; a
-    constant key is the control (any other input). activation: that hook's activation on `tokens`, if already
-    cached."""
-    if activation is None:
-        activation = model.run_with_cache(tokens, names_filter=hook_name)[1][hook_name]
-    donor = activation[matched_partners(key, seed)]
-
-    def swap(activation, hook):
-        activation = activation.clone()
-        activation[:, position] = donor[:, position]
-        return activation
-
-    return model.run_with_hooks(tokens, [(hook_name, swap)])
+    pattern = f"blocks.{layer}.attn.hook_pattern"
+    shift = lambda pre, run: pre + torch.einsum("bqk,bkm->bqm", run[pattern][:, head], delta)
+    return [Patch(f"blocks.{layer}.mlp.hook_pre", (Ellipsis,), shift, needs=(pattern,))]
 
 
 def loss_kept(model_loss: float, resampled_loss: float, control_loss: float) -> float:
@@ -195,4 +151,3 @@ def loss_kept(model_loss: float, resampled_loss: float, control_loss: float) -> 
     carries everything the component hands on, 0.0 when it carries nothing the control does not: the loss
     recovered with the control as the ablation (NaN when the control costs nothing)."""
     return recovered(resampled_loss, control_loss, model_loss)
-

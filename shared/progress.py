@@ -1,61 +1,74 @@
-"""Progress measures: the circuit tools applied to every training snapshot, to watch structure form.
+"""Progress measures: circuit measures taken on every training snapshot, to watch structure form.
 
-Which measures apply follows from the model's shape, so both tasks use the same function:
-  * always: accuracy per family, and each head's attention from the last position to the answer's position(s);
-  * a one-layer model: the QK/OV summaries of its head L0H0 (rank correlation of the full QK row from the
-    last token with key value, smallest adjacent-value gap, OV diagonal fraction);
-  * a deeper model: Q/K/V composition of L0H0 into L1H0 as a ratio to the random baseline, and the accuracy
-    with each head mean-ablated.
+A group of measures is a function model -> {measure name: number}; `track` takes every group on every snapshot,
+and `formation_step` says from which step a measure stays near its final value. The builders below make the
+groups both notebooks use, named after the components they read; each task picks those it plots.
 """
 import torch
 
 from . import circuits as C
+from .ablation import ablated_accuracy
 from .components import head_name
 from .tasks import answer_positions, family_accuracies
 
 
-@torch.no_grad()
-def progress_measures(model, families: dict, probe) -> dict:
-    """{measure name: value} for one model. probe = (tokens, targets), e.g. uniform lists."""
+def accuracies(families: dict):
+    """model -> {"accuracy: <family>": accuracy} on each of `families`."""
+    return lambda model: {f"accuracy: {name}": a for name, a in family_accuracies(model, families).items()}
+
+
+def attention_on_answer(probe):
+    """model -> {"attention on answer: <head>": the head's mean SEP attention on the answer's positions}, every
+    head, on probe = (tokens, targets)."""
     tokens, targets = probe
-    cfg = model.cfg
-    out = {f"accuracy: {name}": acc for name, acc in family_accuracies(model, families).items()}
-    on_answer = C.attention_on(model, tokens, answer_positions(tokens, targets))
-    for l in range(cfg.n_layers):
-        for h in range(cfg.n_heads):
-            out[f"attention on answer: {head_name(l, h)}"] = on_answer[l, h].item()
-    if cfg.n_layers == 1:
-        V = cfg.d_vocab_out
-        qk = C.full_qk_circuit(model, 0, tokens[0, -1].item(), tokens.shape[1] - 1,
-                               range(tokens.shape[1] - 1))[:, :V]
-        out["QK rank correlation with value"] = min(C.rank_correlation(row, torch.arange(V)) for row in qk)
-        out["QK smallest adjacent gap"] = (qk[:, :-1] - qk[:, 1:]).min().item()
-        out["OV diagonal fraction"] = C.diagonal_fraction(C.full_ov_circuit(model, 0)[:V])
-    else:
-        for kind in "QKV":
-            ratio = C.composition_scores(model, kind)[0, 0, 1, 0] / C.composition_baseline(cfg, kind)
-            out[f"{kind}-composition L0H0->L1H0 / baseline"] = ratio.item()
-        for l in range(cfg.n_layers):
-            for h in range(cfg.n_heads):
-                out[f"accuracy with {head_name(l, h)} ablated"] = C.ablated_accuracy(model, tokens, targets,
-                                                                                    [head_name(l, h)])
-    return out
+    mask = answer_positions(tokens, targets)
+
+    def measure(model):
+        shares = C.attention_on(model, tokens, mask)
+        return {f"attention on answer: {head_name(l, h)}": shares[l, h].item()
+                for l in range(model.cfg.n_layers) for h in range(model.cfg.n_heads)}
+    return measure
 
 
-def track(snapshots, families: dict, probe) -> dict:
-    """{"step": [...], measure: [...]} over [(step, model)] snapshots, in order."""
-    rows = [(step, progress_measures(model, families, probe)) for step, model in snapshots]
-    series = {"step": [step for step, _ in rows]}
-    for name in rows[0][1]:
-        series[name] = [measures[name] for _, measures in rows]
-    return series
+def layer0_circuits(head: int, n: int):
+    """model -> the QK and OV summaries of layer-0 head `head` (exact from the embeddings): the worst rank
+    correlation of its full QK row from SEP with the key's value, and its OV diagonal fraction."""
+    def measure(model):
+        V = model.cfg.d_vocab_out
+        qk = C.full_qk_circuit(model, head, V, n, range(n))[:, :V]
+        return {f"QK rank correlation with value: {head_name(0, head)}":
+                min(C.rank_correlation(row, torch.arange(V)) for row in qk),
+                f"OV diagonal fraction: {head_name(0, head)}": C.diagonal_fraction(C.full_ov_circuit(model, head)[:V])}
+    return measure
+
+
+def composition(cfg, early, late):
+    """model -> {"<kind>-composition <early>-><late> / baseline": the score over random heads'}, kind Q, K, V."""
+    pair = f"{head_name(*early)}->{head_name(*late)}"
+    baseline = {kind: C.composition_baseline(cfg, kind) for kind in "QKV"}
+    return lambda model: {f"{kind}-composition {pair} / baseline":
+                          (C.composition_scores(model, kind)[(*early, *late)] / baseline[kind]).item() for kind in "QKV"}
+
+
+def head_ablations(heads, probe):
+    """model -> {"accuracy with <head> ablated": accuracy on probe with that head mean-ablated}."""
+    return lambda model: {f"accuracy with {name} ablated": ablated_accuracy(model, *probe, [name]) for name in heads}
+
+
+@torch.no_grad()
+def track(snapshots, groups) -> dict:
+    """{"step": [...], measure: [...]} over [(step, model)] snapshots, in order, for every group of measures."""
+    rows = [{name: value for group in groups for name, value in group(model).items()} for _, model in snapshots]
+    return {"step": [step for step, _ in snapshots], **{name: [row[name] for row in rows] for name in rows[0]}}
 
 
 def formation_step(steps, values, fraction=0.9, tolerance=0.1):
-    """The first step from which a measure stays at least `fraction` of the way from its first value to
-    its last: when that structure has formed. None when the whole change is at most `tolerance` (in the
-    measure's own units; accuracies, attention weights and composition ratios are all of order 1), since a
-    move that small is noise, not a structure forming."""
+    """The first step from which a measure stays at least `fraction` of the way from its first value to its
+    last: when that structure has formed. None when the whole change is at most `tolerance` (in the measure's
+    own units; accuracies, attention weights and composition ratios are all of order 1), since a move that
+    small is noise, not a structure forming. A measure that settles only at the last snapshot gets that step:
+    the snapshots cannot say when it formed (the formation claim then reads "not formed before the last
+    snapshot")."""
     start, end = values[0], values[-1]
     if abs(end - start) <= tolerance:
         return None
@@ -64,3 +77,16 @@ def formation_step(steps, values, fraction=0.9, tolerance=0.1):
         if all(done[i:]):
             return steps[i]
     return steps[-1]
+
+
+def formation_record(snapshots, groups, structure: str, accuracy: str) -> dict:
+    """The record of a 'watching it form' section: every measure of `groups` over the snapshots, when each
+    formed, and the two measures the formation claim compares (the structure, and the accuracy it supports).
+    snapshots None (this model has none, or they are another run's): a record that says so."""
+    if not snapshots:
+        return {"snapshots": None}
+    series = track(snapshots, groups)
+    marks = {m: formation_step(series["step"], values) for m, values in series.items() if m != "step"}
+    return {"snapshots": len(snapshots), "series": series, "marks": marks, "structure": structure,
+            "accuracy measure": accuracy, "formed structure": marks.get(structure),
+            "formed accuracy": marks.get(accuracy), "last snapshot": series["step"][-1]}

@@ -1,9 +1,9 @@
 """Decide from the weights whether a model is right on every input of an order-statistic task.
 
-    python -m shared.verify <task>/checkpoints/model.pt     # proved / refuted / out of scope; exit 0 / 1 / 2
+    python -m shared.tools.verify <task>/checkpoints/model.pt   # proved / refuted / out of scope; exit 0 / 1 / 2
 
-A task whose answer is the k-th smallest of n values (the minimum: k = 0; the median: k = n // 2) declares k as
-its ListTask.order_statistic. For a model with one layer, attention only and no LayerNorm, the logits at SEP are
+A task whose answer is the k-th smallest of n values (the minimum: k = 0; the median: k = n // 2) has k as its
+ListTask.order_statistic, found from its answer on sampled lists. For a model with one layer, attention only and no LayerNorm, the logits at SEP are
 
     logits = c + sum_h (sum_i w_h(x_i, i) u_h(x_i, i)) / (sum_i w_h(x_i, i))     (i over the n values and SEP)
 
@@ -29,12 +29,9 @@ d moved against the answer to d - eta |d|, the sum of weights off by 1 +- eta, a
 subtracted: `float32_margin`, a lower bound on the margin of the float32 model on any input. `proved` needs it
 positive. It covers IEEE float32 arithmetic (CPU, or CUDA without TF32), not reduced-precision kernels.
 """
-import importlib
 import math
-import sys
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
@@ -95,7 +92,7 @@ def _scope_problem(model, task) -> str:
     """Why the exact per-position analysis does not apply ('' when it does)."""
     cfg = model.cfg
     if getattr(task, "order_statistic", None) is None:
-        return f"task {task.name} declares no order statistic (ListTask.order_statistic)"
+        return f"task {task.name}'s answer is no order statistic (the k-th smallest value on every sampled list)"
     if cfg.n_layers != 1:
         return f"{cfg.n_layers} layers: a later layer's attention reads earlier outputs, not one token per position"
     if cfg.d_mlp is not None:
@@ -174,16 +171,11 @@ def float32_slack(model, n: int, terms: dict = None):
 
 
 # ---------------------------------------------------------------------------------------- worst cases per head
-def _worst_lists(weight, value, m: int, k: int, n: int, lam, cost=None):
-    """For every (q, j): the list with answer m (the k-th smallest), m at position q, that minimises
-    sum_i weight[q, i, x_i] (value[j, i, x_i] - lam[q, j]) over positions 0..n-1 and SEP (row n, column 0).
-    weight [n, n + 1, V] (a scale per q), value [J, n + 1, V], lam [n, J]; cost: a buffer [n, J, n + 1, V] to
-    reuse (allocating megabytes per call was most of the run time). Returns (minimum, lists [n, J, n])."""
-    V, J = weight.shape[-1], value.shape[0]
-    cost = torch.sub(value[None], lam[:, :, None, None], out=cost)  # [q, J, n + 1, V]
-    cost.mul_(weight[:, None])
+def _cheapest_per_class(cost, m: int, n: int):
+    """For the tokens below m, m itself and above m: the cheapest one's cost at each position [q, J, n] (inf where
+    there is no such token) and which token it is, stacked [class, q, J, n]."""
     best, pick = [], []
-    for first, last in ((0, m), (m, m + 1), (m + 1, V)):  # the tokens below m, m itself, above m
+    for first, last in ((0, m), (m, m + 1), (m + 1, cost.shape[-1])):
         if first == last:  # no such token
             best.append(torch.full(cost.shape[:2] + (n,), math.inf, dtype=cost.dtype))
             pick.append(torch.full(cost.shape[:2] + (n,), m, dtype=torch.long))
@@ -191,7 +183,18 @@ def _worst_lists(weight, value, m: int, k: int, n: int, lam, cost=None):
         low, arg = cost[:, :, :n, first:last].min(-1)  # [q, J, n]
         best.append(low)
         pick.append(arg + first)
-    pick = torch.stack(pick)  # [class, q, J, n]
+    return best, torch.stack(pick)
+
+
+def _worst_lists(weight, value, m: int, k: int, n: int, lam, cost=None):
+    """For every (q, j): the list with answer m (the k-th smallest), m at position q, that minimises
+    sum_i weight[q, i, x_i] (value[j, i, x_i] - lam[q, j]) over positions 0..n-1 and SEP (row n, column 0).
+    weight [n, n + 1, V] (a scale per q), value [J, n + 1, V], lam [n, J]; cost: a buffer [n, J, n + 1, V] to
+    reuse (allocating megabytes per call was most of the run time). Returns (minimum, lists [n, J, n])."""
+    J = value.shape[0]
+    cost = torch.sub(value[None], lam[:, :, None, None], out=cost)  # [q, J, n + 1, V]
+    cost.mul_(weight[:, None])
+    best, pick = _cheapest_per_class(cost, m, n)
     # DP over positions. State: how many values sit below m and above m so far, each tracked only where its
     # limit (k below, n - 1 - k above) can bind; a limit of 0 forbids the side (the minimum: nothing below m)
     limits = (k, n - 1 - k)
@@ -360,12 +363,10 @@ def verify_weights(model, task) -> Verdict:
 
 def _verify_weights(model, task) -> Verdict:
     start = time.perf_counter()
-    n, V = task.n, task.V
-    inputs = V ** n
+    n, inputs = task.n, task.V ** task.n
     problem = _scope_problem(model, task)
     if problem:
         return Verdict("out of scope", inputs, "weights", reason=problem)
-    _check_order_statistic(task)
     k, heads = task.order_statistic, model.cfg.n_heads
     terms = position_terms(model, n)
     try:
@@ -373,22 +374,31 @@ def _verify_weights(model, task) -> Verdict:
         safe = exact_margins(model, k, n, terms, float32_slack(model, n, terms))[0].min().item()
     except OverflowError as e:
         return Verdict("out of scope", inputs, "weights", reason=str(e))
-    per_case = margins.min(-1).values  # [m, q]
-    low = per_case.min().item()
+    low = margins.min().item()
     method = "exact worst case per (answer, position)" if heads == 1 else f"sum of {heads} heads' worst cases"
-    seconds = lambda: time.perf_counter() - start
     m, q, j = (margins == margins.min()).nonzero()[0].tolist()
     worst_input = (worst[0, m, q, j].tolist(), m, j) if heads == 1 else None
     if safe > 0:
-        return Verdict("proved", inputs, method, low, safe, accuracy=1.0, worst_input=worst_input, seconds=seconds())
-    # candidates: each head's worst list for the cases whose margin is lowest (several heads: improved by a search)
+        return Verdict("proved", inputs, method, low, safe, accuracy=1.0, worst_input=worst_input,
+                       seconds=time.perf_counter() - start)
+    verdict = _refute(model, task, margins, worst, terms, method, safe)
+    verdict.seconds = time.perf_counter() - start
+    if verdict.status == "refuted":
+        verdict.worst_input = worst_input
+    return verdict
+
+
+def _refute(model, task, margins, worst, terms, method, safe) -> Verdict:
+    """The margin is not proved positive: look for real counterexamples among each head's worst lists for the cases
+    whose margin is lowest (several heads: each improved by a search); refuted with the confirmed ones, else out
+    of scope with the reason (float32 decides it, or a loose bound with no counterexample found)."""
+    n, k, heads, inputs = task.n, task.order_statistic, model.cfg.n_heads, task.V ** task.n
+    low, per_case = margins.min().item(), margins.min(-1).values  # per_case [m, q]
     found, margin_low = [], math.inf
     cases = (margins <= 0).nonzero().tolist() or (margins <= margins.min()).nonzero().tolist()  # [m, q, j]
     for m, q, j in sorted(cases, key=lambda c: margins[tuple(c)].item())[:SEARCHED_CASES]:
         for h in range(heads):
-            candidate = worst[h, m, q, j]
-            if heads > 1:
-                candidate, _ = _search(model, candidate, m, q, k, n, terms)
+            candidate = worst[h, m, q, j] if heads == 1 else _search(model, worst[h, m, q, j], m, q, k, n, terms)[0]
             margin = true_margins(model, candidate[None], torch.tensor([m]), n, terms)[0].item()
             margin_low = min(margin_low, margin)
             if margin < 0:
@@ -401,23 +411,12 @@ def _verify_weights(model, task) -> Verdict:
         order = true_margins(model, torch.tensor([c[0] for c in confirmed]), torch.tensor([c[2] for c in confirmed]),
                              n, terms).argsort()
         return Verdict("refuted", inputs, method, low if heads == 1 else margin_low, safe, failing=failing,
-                       counterexamples=[confirmed[i] for i in order[:COUNTEREXAMPLES]], worst_input=worst_input,
-                       seconds=seconds())
+                       counterexamples=[confirmed[i] for i in order[:COUNTEREXAMPLES]])
     if heads == 1 or margin_low < 0:
         return Verdict("out of scope", inputs, method, low, safe, reason=f"the worst-case margin {low:.2e} is within "
-                       f"float32 rounding (with every rounding against it >= {safe:.2e}): float32 decides it",
-                       seconds=seconds())
+                       f"float32 rounding (with every rounding against it >= {safe:.2e}): float32 decides it")
     return Verdict("out of scope", inputs, method, low, safe, reason=f"bound too loose (margin >= {low:.4f}; the "
-                   f"search found no list below {margin_low:.4f})", seconds=seconds())
-
-
-def _check_order_statistic(task):
-    """The declared order statistic must be what task.answer computes (on a sample: a wrong declaration would
-    make the verifier prove the wrong task)."""
-    gen = torch.Generator().manual_seed(0)
-    values = torch.randint(0, task.V, (2000, task.n), generator=gen)
-    if not torch.equal(task.answer(values), values.sort(-1).values[:, task.order_statistic]):
-        raise ValueError(f"task {task.name}: order_statistic={task.order_statistic} is not what its answer computes")
+                   f"search found no list below {margin_low:.4f})")
 
 
 @torch.no_grad()
@@ -460,35 +459,3 @@ def verify(model, task) -> Verdict:
         return enumerate_inputs(model, task)
     return Verdict("out of scope", verdict.inputs, "none", reason=f"{verdict.reason}; and {task.V}^{task.n} = "
                    f"{task.V ** task.n:.2e} inputs are too many to enumerate")
-
-
-def task_of(model):
-    """The task a checkpoint was trained for, found by convention: <metadata task>/dataset.py's task(n, V)."""
-    name = model.metadata.get("task")
-    try:
-        dataset = importlib.import_module(f"{name}.dataset")
-    except (ImportError, TypeError):
-        raise ValueError(f"checkpoint names task {name!r}, which has no <task>/dataset.py here") from None
-    return dataset.task(model.cfg.n_ctx - 1, model.cfg.d_vocab_out)
-
-
-def main(argv=None) -> int:
-    from .checkpoint import CheckpointError, load_checkpoint
-    argv = sys.argv[1:] if argv is None else argv
-    if len(argv) != 1 or argv[0] in ("-h", "--help"):
-        print(__doc__.strip().splitlines()[0] + "\n\nusage: python -m shared.verify CHECKPOINT", file=sys.stderr)
-        return 2
-    try:
-        model = load_checkpoint(argv[0])
-        task = task_of(model)
-    except (CheckpointError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    verdict = verify(model, task)
-    print("\n".join(verdict.lines()))
-    return verdict.exit_code
-
-
-if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the task folders, from anywhere
-    raise SystemExit(main())

@@ -7,7 +7,7 @@ from handbuilt import min_batch, min_model, two_layer
 from shared import circuits as C
 from shared.components import components, output_names, outputs_from
 from shared.model import Config, Transformer
-from shared.train import evaluate
+from shared.tasks import evaluate
 
 V, N = 8, 4
 
@@ -67,25 +67,6 @@ def test_full_ov_circuit_with_layernorm_needs_scale():
     assert torch.allclose(ov, want, atol=1e-5)
 
 
-def test_ablation_reaches_known_accuracy(model, batch):
-    tokens, targets = batch
-    assert evaluate(model, tokens, targets)[1] == 1.0
-    # zeroed head: every logit is 0, argmax picks answer 0, right exactly when the min is 0
-    assert C.ablated_accuracy(model, tokens, targets, ["L0H0"], "zero") == pytest.approx(
-        (targets == 0).float().mean().item())
-    # mean ablation: the head always writes the mean one-hot, whose argmax is the commonest minimum
-    assert C.ablated_accuracy(model, tokens, targets, ["L0H0"]) == pytest.approx(
-        (targets == targets.mode().values).float().mean().item())
-    # resample ablation: each sample gets the answer of the sample it was resampled from
-    acc = C.ablated_accuracy(model, tokens, targets, ["L0H0"], "resample", seed=3)
-    rows = torch.randint(0, len(tokens), (len(tokens),), generator=torch.Generator().manual_seed(3))
-    assert acc == pytest.approx((targets[rows] == targets).float().mean().item())
-    with pytest.raises(ValueError, match="ablation method"):
-        C.ablated_accuracy(model, tokens, targets, ["L0H0"], "erase")
-    with pytest.raises(ValueError, match="no component 'L0H1'"):
-        C.ablated_accuracy(model, tokens, targets, ["L0H1"])
-
-
 def test_patching(model):
     clean, clean_y = min_batch(200, N, V, seed=1)
     corrupt = clean.clone()
@@ -98,8 +79,9 @@ def test_patching(model):
     sweep = C.patch_sweep(model, clean, corrupt, clean_y, corrupt_y, "blocks.0.attn.hook_z")
     assert sweep.shape == (N + 1,) and sweep[-1] == pytest.approx(1.0)
     assert torch.allclose(sweep[:-1], torch.zeros(N), atol=1e-6)  # earlier positions never reach SEP's logits
-    per_head = C.patch_sweep(model, clean, corrupt, clean_y, corrupt_y, "blocks.0.attn.hook_z", per_head=True)
-    assert per_head.shape == (1, N + 1) and per_head[0, -1] == pytest.approx(1.0)
+    per_head = C.patch_sweep(model, clean, corrupt, clean_y, corrupt_y, "blocks.0.attn.hook_z",
+                             [(p, 0) for p in range(N + 1)])
+    assert per_head.shape == (N + 1,) and per_head[-1] == pytest.approx(1.0) and torch.allclose(per_head, sweep)
     # the embeddings carry everything the answer depends on
     assert C.patch(model, clean, corrupt, clean_y, corrupt_y, "hook_embed") == pytest.approx(1.0)
 
@@ -201,26 +183,12 @@ def test_summaries():
     assert math.exp(g) / (math.exp(g) + 9) == pytest.approx(0.5)
 
 
-def test_path_ablation_finds_the_v_path():
+def test_composition_scores_of_an_identity_path():
     from handbuilt import min_then_move_model
     model = min_then_move_model(N, V)
-    tokens, targets = min_batch(2000, N, V, seed=4)
-    assert evaluate(model, tokens, targets)[1] == 1.0
-    for kind in "QK":  # layer 1 never reads layer 0's output into its query or key
-        assert C.path_ablation_accuracy(model, tokens, targets, (0, 0), (1, 0), kind, tokens) == 1.0
-    v = C.path_ablation_accuracy(model, tokens, targets, (0, 0), (1, 0), "V", tokens)
-    assert v == pytest.approx((targets == targets.mode().values).float().mean().item())
-    # several paths at once: the two unread ones change nothing, so all three together cost what V alone does
-    assert C.path_ablation_accuracy(model, tokens, targets, (0, 0), (1, 0), "QK", tokens) == 1.0
-    assert C.path_ablation_accuracy(model, tokens, targets, (0, 0), (1, 0), "QKV", tokens) == v
-    for bad in ("", "QQ", "X"):
-        with pytest.raises(ValueError, match="path kind"):
-            C.path_ablation_accuracy(model, tokens, targets, (0, 0), (1, 0), bad, tokens)
     # rank-V identity maps compose perfectly, and score ||I|| / (||I|| ||I||) = 1/sqrt(V)
     assert C.composition_scores(model, "V")[0, 0, 1, 0] == pytest.approx(V ** -0.5)
     assert C.composition_scores(model, "Q")[0, 0, 1, 0] == pytest.approx(0.0)
-    with pytest.raises(ValueError, match="later layer"):
-        C.path_ablation_accuracy(model, tokens, targets, (1, 0), (0, 0), "V", tokens)
 
 
 def test_select_and_copy_on_handbuilt_models(model, batch):
@@ -252,16 +220,6 @@ def test_select_and_copy_from_weights_is_only_for_what_it_is_exact_for(model, ba
     one_by_one = [C.select_and_copy_from_weights(rand, row[None]) for row in mixed]
     assert together.tolist() == [a.item() for a, _ in one_by_one]
     assert chosen.tolist() == [c.item() for _, c in one_by_one]
-
-
-def test_path_ablation_on_more_inputs_than_one_chunk():
-    """Defect: its replacement was sized for the whole batch while evaluation ran in chunks of 8,192."""
-    from handbuilt import min_then_move_model
-    model = min_then_move_model(N, V)
-    tokens, targets = min_batch(9000, N, V, seed=5)
-    v = C.path_ablation_accuracy(model, tokens, targets, (0, 0), (1, 0), "V", tokens)
-    assert v == pytest.approx((targets == targets.mode().values).float().mean().item())
-    assert C.path_ablation_accuracy(model, tokens, targets, (0, 0), (1, 0), "Q", tokens) == 1.0
 
 
 def test_patch_refuses_meaningless_requests(model):

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from shared.cli import apply_overrides
-from shared.experiment import CLI_LIMITS
+from shared.tools.cli import apply_overrides
+from shared.tools.experiment import CLI_LIMITS
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -80,8 +80,8 @@ def test_a_recipe_file_is_a_list_of_overrides(tmp_path):
 def test_every_committed_recipe_applies_to_its_training_script():
     import importlib
 
-    from shared.cli import hyperparameters
-    from shared.sweep import task_names
+    from shared.tools.cli import hyperparameters
+    from shared.published import task_names
     for task in task_names():
         training = importlib.import_module(f"{task}.training")
         for recipe in sorted((ROOT / task / "recipes").glob("*.py")):

@@ -9,7 +9,7 @@ import torch
 
 from find_min.dataset import task as min_task
 from shared import CheckpointError, load_checkpoint, load_snapshots, snapshots_path
-from shared.experiment import run_training
+from shared.tools.experiment import run_training
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = dict(n=4, V=16, n_layers=1, n_heads=1, d_model=32, d_head=32, d_mlp=None, act_fn="relu",

@@ -5,11 +5,12 @@ import torch
 from handbuilt import median_batch, median_mlp_decoder_model, median_selector_model, min_batch, min_model
 
 from shared.components import components
-from shared.faithfulness import (attend_only, circuit_of, faithfulness, faithfulness_by_family,
-                                 faithfulness_table, other_inputs, receivers, run_circuit)
+from shared.ablation import other_inputs
+from shared.faithfulness import (attend_only, circuit_faithfulness, circuit_of, faithfulness_by_family,
+                                 faithfulness_table, receivers, run_circuit)
 from shared.model import Config, Transformer
 from shared.tasks import Families, answer_positions
-from shared.train import evaluate
+from shared.tasks import evaluate
 
 
 def test_every_path_kept_is_the_model_itself():
@@ -27,12 +28,12 @@ def test_every_path_kept_is_the_model_itself():
 def test_the_true_circuit_recovers_everything_and_one_missing_head_does_not():
     model = median_selector_model(distractor=True)
     tokens, targets = median_batch(2000)
-    true = faithfulness(model, tokens, targets, circuit_of(model, ["L0H0", "L1H0"]), completeness=True)
+    true = circuit_faithfulness(model, tokens, targets, circuit_of(model, ["L0H0", "L1H0"]), completeness=True)
     assert true["model"][1] == 1.0 and true["all ablated"][1] < 0.5
     assert true["loss recovered"] == pytest.approx(1.0, abs=0.01) and true["circuit"][1] == 1.0
     for component, (model_without, circuit_without) in true["without"].items():  # complete: same cost in both
         assert circuit_without == pytest.approx(model_without, abs=0.02) and model_without < 0.5, component
-    missing = faithfulness(model, tokens, targets, circuit_of(model, ["L1H0"]))
+    missing = circuit_faithfulness(model, tokens, targets, circuit_of(model, ["L1H0"]))
     assert missing["loss recovered"] < 0.5 and missing["circuit"][1] < 0.6
 
 
@@ -40,8 +41,8 @@ def test_paths_the_true_ones_and_one_missing():
     model = median_selector_model()
     tokens, targets = median_batch(2000)
     paths = {("L0H0", "L1H0.q"), ("L1H0", "logits")}  # the query reads the average; the copy reaches W_U
-    assert faithfulness(model, tokens, targets, paths)["loss recovered"] == pytest.approx(1.0, abs=0.01)
-    no_query = faithfulness(model, tokens, targets, {("L1H0", "logits")})
+    assert circuit_faithfulness(model, tokens, targets, paths)["loss recovered"] == pytest.approx(1.0, abs=0.01)
+    no_query = circuit_faithfulness(model, tokens, targets, {("L1H0", "logits")})
     assert no_query["loss recovered"] < 0.5
     with pytest.raises(ValueError, match="not a component or receiver"):
         run_circuit(model, tokens, targets, {("L0H0", "L1H0.x")}, tokens)
@@ -51,10 +52,10 @@ def test_paths_the_true_ones_and_one_missing():
 def test_a_forced_pattern_as_the_explanation():
     model = min_model()
     tokens, targets = min_batch(2000)
-    result = faithfulness(model, tokens, targets, circuit_of(model, ["L0H0"]),
+    result = circuit_faithfulness(model, tokens, targets, circuit_of(model, ["L0H0"]),
                           attention=attend_only("L0H0", answer_positions(tokens, targets)))
     assert result["loss recovered"] >= 0.99 and result["circuit"][1] == 1.0
-    wrong = faithfulness(model, tokens, targets, circuit_of(model, ["L0H0"]),  # "attends to position 0"
+    wrong = circuit_faithfulness(model, tokens, targets, circuit_of(model, ["L0H0"]),  # "attends to position 0"
                          attention=attend_only("L0H0", torch.nn.functional.one_hot(
                              torch.zeros(len(tokens), dtype=torch.long), 4).bool()))
     assert wrong["loss recovered"] < 0.5

@@ -1,4 +1,5 @@
-"""Claims the find_min notebook makes, checked on the committed checkpoint; and a small training run."""
+"""find_min's analysis checked against independent computations on the committed checkpoint, its dataset, a barely
+trained model whose hypotheses must fail, and a small training run."""
 import subprocess
 import sys
 from pathlib import Path
@@ -6,12 +7,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from find_min import analysis
 from find_min.dataset import task
 from shared import circuits as C
-from shared import load_checkpoint, load_snapshots
-from find_min.claims import claims as find_min_claims
-from shared.claims import by_key, describe, failing, formation_claim, formation_series
-from shared.tasks import evaluation_suite, family_accuracies, mistakes
+from shared import load_checkpoint
+from shared.ablation import attention_one_hot, run_patched
+from shared.tasks import evaluation_suite, family_accuracies, family_predictions, mistakes
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -24,32 +25,18 @@ def model():
 
 @pytest.fixture(scope="module")
 def suite():
-    return evaluation_suite(task())
+    return evaluation_suite(task(), size=500, uniform_size=5000)
 
 
 def test_dataset_specifics():
     """Near ties put every other value one above the minimum (tests/test_tasks.py checks every task's format)."""
-    T = task(n=10, V=64)
-    near = T.families(size=300).of("near_tie")[0][:, :-1]
+    near = task(n=10, V=64).families(size=300).of("near_tie")[0][:, :-1]
     assert ((near == near.min(1, keepdim=True).values).sum(1) == 1).all()
     assert ((near - near.min(1, keepdim=True).values).max(1).values == 1).all()
 
 
-@pytest.fixture(scope="module")
-def claims(model, suite):
-    return find_min_claims(model, suite, task())
-
-
-def test_every_claim_of_the_notebook_holds(claims):
-    """Every row of the notebook's claims table (whatever the task's claims.py computes) holds on the committed
-    model, at the claim's own threshold: adding a claim to claims.py adds it here."""
-    rows = claims["claims"]
-    assert len(rows) >= 15 and len({c.key for c in rows}) == len(rows) and not failing(rows), describe(failing(rows))
-    assert claims["selecting head"] == (0, 0)
-
-
 def test_full_qk_circuit_equals_the_real_scores(model, suite):
-    """Independent check of the QK claims: the weights-only scores are the scores the model computes."""
+    """Independent check of the QK hypotheses: the weights-only scores are the scores the model computes."""
     tokens = suite.of("uniform")[0][:200]
     _, cache = model.run_with_cache(tokens, names_filter="blocks.0.attn.hook_attn_scores")
     qk = C.full_qk_circuit(model, 0, query_token=64, query_pos=10, key_positions=range(10))
@@ -57,40 +44,34 @@ def test_full_qk_circuit_equals_the_real_scores(model, suite):
 
 
 def test_weights_only_algorithm_equals_forcing_the_pattern(model, suite):
-    """Independent check of the algorithm claim: the weights-only logits are what the model computes when its
+    """Independent check of the algorithm hypothesis: the weights-only logits are what the model computes when its
     attention is forced one-hot onto the chosen key."""
     tokens = suite.of("uniform")[0][:500]
     predicted, chosen = C.select_and_copy_from_weights(model, tokens)
-    forced = model.run_with_hooks(tokens, [C.attend_only_to(0, 0, chosen)])[:, -1].argmax(-1)
+    forced = run_patched(model, tokens, [attention_one_hot(0, 0, chosen)])[:, -1].argmax(-1)
     assert torch.equal(predicted, forced)
 
 
-def test_mistake_count_matches_the_accuracy_table(model, suite, claims):
-    """The errors claim counts the same mistakes that shared.tasks.mistakes lists one by one."""
-    listed = mistakes(model, suite, limit=10**6)
-    errors = by_key(claims["claims"])["errors"].value
-    assert len(listed) == round(errors * sum(len(y) for _, y in suite.values()))
+def test_the_record_counts_the_mistakes_the_suite_lists(model, suite):
+    record = analysis.measure_selection(model, suite)
+    assert (record["layer"], record["head"]) == (0, 0)
+    listed = mistakes(suite, family_predictions(model, suite), limit=10 ** 6)
+    from shared.measures import correctness
+    assert correctness(model, suite)["errors"] == len(listed)
 
 
-def test_formation_order_of_section_7(model, suite):
-    """Section 7's claim on the committed snapshots (the notebook's inputs): the head's attention on the
-    minimum forms no later than accuracy on uniform lists."""
-    snapshots = load_snapshots(ROOT / "find_min/checkpoints/model.snapshots.pt", run_id=model.metadata["run_id"])
-    _, marks = formation_series(snapshots, task(), suite, ["uniform"],
-                                ["attention on answer: L0H0", "accuracy: uniform"])
-    assert formation_claim(marks, "attention on answer: L0H0", "accuracy: uniform").holds, marks
-
-
-def test_a_barely_trained_model_fails_claims(tmp_path, suite):
-    """A model trained for 60 steps shows FAILS rows: the claims can fail."""
+def test_a_barely_trained_model_fails_its_hypotheses(tmp_path, suite):
+    """A model trained for 60 steps shows FAILS rows: the hypotheses can fail, and the verifier refutes it or leaves
+    it undecided, never proves it."""
     from find_min import training
-    from shared.cli import hyperparameters
-    from shared.experiment import run_training
+    from shared.tools.cli import hyperparameters
+    from shared.tools.experiment import run_training
     p = {**hyperparameters(vars(training)), "max_steps": 60, "snapshots": 0, "device": "cpu"}
     young, _ = run_training(task(), p, tmp_path / "young.pt", progress=False)
-    small = suite.head(2000)
-    failing = {c.key for c in find_min_claims(young, small, task())["claims"] if not c.holds}
-    assert {"accuracy", "weakest_family", "algorithm", "proved"} <= failing
+    claims = analysis.claims(analysis.measure(young, suite, task(), None, "no snapshots"))
+    verdicts = {c.key: c.verdict for c in claims}
+    assert {k for k, v in verdicts.items() if v == "FAILS"} >= {"accuracy", "weakest_family", "algorithm"}
+    assert verdicts["proved"] != "holds" and verdicts["formation"] == "not measured here"
 
 
 def test_small_training_run_learns(tmp_path):

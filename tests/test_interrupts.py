@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from shared import load_checkpoint
-from shared.sweep import load_summary, write_csv
+from shared.published import load_summary
+from shared.tools.sweep import write_csv
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--n=4", "--V=16", "--d_model=16", "--d_head=16", "--batch_size=64", "--eval_size=256"]
@@ -119,7 +120,7 @@ def test_a_folder_that_stops_being_writable(tmpfs):
 
 # ----------------------------------------------------------------------------------------------------- sweeps
 def sweep(*args, folder):
-    return subprocess.Popen([sys.executable, "-m", "shared.sweep", "find_min", *args, f"--folder={folder}"],
+    return subprocess.Popen([sys.executable, "-m", "shared.tools.sweep", "find_min", *args, f"--folder={folder}"],
                             cwd=ROOT, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
@@ -184,9 +185,9 @@ def test_two_sweeps_on_one_folder_never_train_the_same_seed(tmp_path):
 def test_another_recipe_in_the_folder_is_refused_unless_replaced(tmp_path):
     from find_min import training
     from find_min.dataset import task
-    from shared.cli import apply_overrides, hyperparameters
-    from shared.experiment import CLI_LIMITS, run_training
-    from shared.sweep import parse_args
+    from shared.tools.cli import apply_overrides, hyperparameters
+    from shared.tools.experiment import CLI_LIMITS, run_training
+    from shared.tools.sweep import parse_args
     params = apply_overrides(hyperparameters(vars(training)), TINY + ["--max_steps=50"], **CLI_LIMITS)
     run_training(task(4, 16), {**params, "snapshots": 0, "device": "cpu"}, tmp_path / "seed0.pt", progress=False)
     with pytest.raises(SystemExit, match=r"holds seeds of another recipe \(seed0.pt: lr=0.003 there, 0.01 here\)"):

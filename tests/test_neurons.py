@@ -2,9 +2,9 @@
 import pytest
 import torch
 
+from shared.ablation import run_patched
 from shared.model import Config, Transformer
-from shared.neurons import (best_shape, fit_shapes, loss_kept, matched_partners, neuron_terms, resample_matched,
-                            run_with_token_response, uniform_pattern)
+from shared.neurons import best_shape, fit_shapes, loss_kept, neuron_terms, token_response_patches, uniform_pattern
 
 
 def random_model(n_heads=2, seed=3, **overrides):
@@ -67,35 +67,18 @@ def test_token_response_substitution():
     model = random_model()
     tokens = torch.randint(0, 11, (40, 6), generator=torch.Generator().manual_seed(2))
     exact = neuron_terms(model).token[1]
+    run = lambda response: run_patched(model, tokens, token_response_patches(model, tokens, response, head=1),
+                                       last_only=False)
     with torch.no_grad():
-        assert torch.allclose(run_with_token_response(model, tokens, exact, head=1), model(tokens), atol=1e-5)
+        assert torch.allclose(run(exact), model(tokens), atol=1e-5)
         # a constant added to every token's response moves the neuron as a bias would (attention sums to 1)
         shifted = exact.clone()
         shifted[:, 4] += 0.7
-        moved = run_with_token_response(model, tokens, shifted, head=1)
+        moved = run(shifted)
         model.blocks[0].mlp.b_in[4] += 0.7
         assert torch.allclose(moved, model(tokens), atol=1e-5)
 
 
-def test_matched_partners_share_the_key_and_are_others():
-    key = torch.tensor([0, 1, 1, 2, 2, 2, 3, 0, 1])
-    partner = matched_partners(key, seed=4)
-    assert (key[partner] == key).all()
-    assert partner[6] == 6  # alone with its key
-    assert (partner[key != 3] != torch.arange(9)[key != 3]).all()
-
-
-def test_resample_matched_keeps_what_the_key_determines():
-    model = random_model(n_heads=1)
-    tokens = torch.randint(0, 11, (60, 6), generator=torch.Generator().manual_seed(5))
-    hook = "blocks.0.hook_resid_post"
-    with torch.no_grad():
-        clean = model(tokens)[:, -1]
-        # the key is the whole input (duplicated): every partner is an identical input, nothing changes
-        doubled = torch.cat([tokens, tokens])
-        key = torch.cat([torch.arange(60), torch.arange(60)])
-        assert torch.allclose(resample_matched(model, doubled, hook, key)[:60, -1], clean, atol=1e-5)
-        # a constant key resamples from other inputs: the output changes
-        assert not torch.allclose(resample_matched(model, tokens, hook, torch.zeros(60, dtype=torch.long))[:, -1],
-                                  clean, atol=1e-3)
+def test_loss_kept_is_the_loss_recovered_against_the_control():
     assert loss_kept(0.1, 0.1, 2.0) == 1.0 and loss_kept(0.1, 2.0, 2.0) == 0.0
+    assert loss_kept(0.1, 1.05, 2.0) == pytest.approx(0.5)

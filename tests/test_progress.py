@@ -5,9 +5,10 @@ from find_min.dataset import task as min_task
 from handbuilt import min_batch, min_model, min_then_move_model
 from shared import CheckpointError
 from shared.checkpoint import load_snapshots, save_snapshots
-from shared.experiment import run_training
-from shared.progress import formation_step, progress_measures, track
-from shared.train import snapshot_schedule
+from shared.tools.experiment import run_training
+from shared.progress import (accuracies, attention_on_answer, composition, formation_record, formation_step,
+                             head_ablations, layer0_circuits, track)
+from shared.tools.train import snapshot_schedule
 
 N, V = 4, 8
 
@@ -29,24 +30,29 @@ def test_snapshots_round_trip(tmp_path):
         load_snapshots(path)
 
 
+def measures(model, groups):
+    return track([(0, model)], groups)
+
+
 def test_measures_on_handbuilt_models():
     tokens, targets = min_batch(1000, N, V)
-    families = {"uniform": (tokens, targets)}
-    m = progress_measures(min_model(N, V), families, (tokens, targets))
-    assert m["accuracy: uniform"] == 1.0
-    assert m["QK rank correlation with value"] == pytest.approx(-1.0)
-    assert m["QK smallest adjacent gap"] == pytest.approx(10.0, rel=1e-4)
-    assert m["OV diagonal fraction"] == 1.0
+    probe = (tokens, targets)
+    m = measures(min_model(N, V), [accuracies({"uniform": probe}), attention_on_answer(probe), layer0_circuits(0, N)])
+    assert m["accuracy: uniform"] == [1.0]
+    assert m["QK rank correlation with value: L0H0"][0] == pytest.approx(-1.0)
+    assert m["OV diagonal fraction: L0H0"] == [1.0]
     ties = (tokens[:, :-1] == targets[:, None]).sum(1) > 1
-    assert m["attention on answer: L0H0"] == pytest.approx(1.0, abs=1e-3) and ties.any()
-    two = progress_measures(min_then_move_model(N, V), families, (tokens, targets))
-    assert two["attention on answer: L0H0"] == pytest.approx(1.0, abs=1e-3)
-    assert two["attention on answer: L1H0"] == pytest.approx(0.0, abs=1e-3)  # layer 1 looks at SEP
-    assert two["V-composition L0H0->L1H0 / baseline"] > 1.5
-    assert two["Q-composition L0H0->L1H0 / baseline"] == 0.0
+    assert m["attention on answer: L0H0"][0] == pytest.approx(1.0, abs=1e-3) and ties.any()
+    two_model = min_then_move_model(N, V)
+    two = measures(two_model, [attention_on_answer(probe), composition(two_model.cfg, (0, 0), (1, 0)),
+                               head_ablations(["L0H0", "L1H0"], probe)])
+    assert two["attention on answer: L0H0"][0] == pytest.approx(1.0, abs=1e-3)
+    assert two["attention on answer: L1H0"][0] == pytest.approx(0.0, abs=1e-3)  # layer 1 looks at SEP
+    assert two["V-composition L0H0->L1H0 / baseline"][0] > 1.5
+    assert two["Q-composition L0H0->L1H0 / baseline"] == [0.0]
     mode_rate = (targets == targets.mode().values).float().mean().item()
-    assert two["accuracy with L0H0 ablated"] == pytest.approx(mode_rate)
-    assert two["accuracy with L1H0 ablated"] == pytest.approx(mode_rate)
+    assert two["accuracy with L0H0 ablated"][0] == pytest.approx(mode_rate)
+    assert two["accuracy with L1H0 ablated"][0] == pytest.approx(mode_rate)
 
 
 def test_formation_step():
@@ -71,9 +77,14 @@ def test_short_run_snapshots_show_learning(tmp_path):
     snapshots = load_snapshots(tmp_path / "model.snapshots.pt")
     assert len(snapshots) >= 5 and snapshots[0][0] == 0
     probe = T.batch(T.balanced(1000, 4, 16, torch.Generator().manual_seed(1)))
-    series = track(snapshots, {"uniform": T.families(500).of("uniform")}, probe)
-    assert series["step"] == [s for s, _ in snapshots]
+    record = formation_record(snapshots, [accuracies({"uniform": T.families(500).of("uniform")}),
+                                          attention_on_answer(probe), layer0_circuits(0, 4)],
+                              "attention on answer: L0H0", "accuracy: uniform")
+    series = record["series"]
+    assert series["step"] == [s for s, _ in snapshots] and record["snapshots"] == len(snapshots)
     first, last = series["attention on answer: L0H0"][0], series["attention on answer: L0H0"][-1]
     assert last > first + 0.4  # attention on the minimum rises
     assert series["accuracy: uniform"][-1] > series["accuracy: uniform"][0] + 0.5
-    assert series["QK rank correlation with value"][-1] < -0.9
+    assert series["QK rank correlation with value: L0H0"][-1] < -0.9
+    assert record["formed structure"] is not None and record["last snapshot"] == snapshots[-1][0]
+    assert formation_record(None, [], "x", "y") == {"snapshots": None}

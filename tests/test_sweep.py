@@ -1,11 +1,12 @@
-"""python -m shared.sweep: seeds in parallel, a summary recomputed from the checkpoints, resuming, refusals."""
+"""python -m shared.tools.sweep: seeds in parallel, a summary recomputed from the checkpoints, resuming, refusals."""
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from shared.sweep import class_counts, load_summary, parse_seeds, publish, representatives, summary_row
+from shared.published import class_counts, load_summary, representatives
+from shared.tools.sweep import parse_seeds, publish, summary_row
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--n=4", "--V=16", "--d_model=32", "--d_head=32", "--max_steps=300", "--batch_size=256", "--lr=1e-2",
@@ -13,7 +14,7 @@ TINY = ["--n=4", "--V=16", "--d_model=32", "--d_head=32", "--max_steps=300", "--
 
 
 def sweep(*args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "shared.sweep", *args], capture_output=True, text=True, cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "shared.tools.sweep", *args], capture_output=True, text=True, cwd=ROOT,
                           timeout=timeout)
 
 
@@ -80,7 +81,7 @@ def test_parse_seeds():
 
 
 def test_a_named_recipe_sets_the_hyperparameters_and_the_name(tmp_path):
-    from shared.sweep import parse_args
+    from shared.tools.sweep import parse_args
     *_, params, _ = parse_args(["find_min", "--seeds=0-1", "--recipe=two_heads", "--lr=0.01", f"--folder={tmp_path}"])
     assert params["n_heads"] == 2 and params["lr"] == 0.01
     _, _, _, _, params, _ = parse_args(["find_median", "--seeds=0", "--recipe=averaging", f"--folder={tmp_path}"])

@@ -4,7 +4,7 @@ import importlib
 import pytest
 import torch
 
-from shared.sweep import task_names
+from shared.published import task_names
 
 
 @pytest.mark.parametrize("name", task_names())

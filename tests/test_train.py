@@ -3,7 +3,8 @@ import torch
 
 from shared.model import Config, Transformer
 from shared.tasks import ListTask, family_accuracies, shuffle_rows, uniform_values
-from shared.train import evaluate, lr_at, train
+from shared.tasks import evaluate
+from shared.tools.train import lr_at, train
 
 # A tiny task for the loop itself: the answer is the first value of the list.
 COPY_FIRST = ListTask("copy_first", answer=lambda v: v[:, 0], balanced=uniform_values,

@@ -13,7 +13,9 @@ import find_min.dataset as min_data
 from handbuilt import median_averaging_model, min_model, min_then_move_model
 from shared import load_checkpoint
 from shared import verify as V
-from shared.claims import verification_claims
+from shared.claims import NOT_MEASURED, verification_claim
+from shared.tasks import ListTask, order_statistic_of
+from shared.tools import verify as CLI
 from shared.model import Config, Transformer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -136,32 +138,38 @@ def test_other_models_are_enumerated_or_out_of_scope():
     assert "MLP" in V.verify(mlp, big).reason
 
 
-def test_a_wrong_order_statistic_is_refused():
-    task = min_data.task(4, 6)
-    task.order_statistic = 1
-    with pytest.raises(ValueError, match="order_statistic"):
-        V.verify_weights(min_model(4, 6), task)
+def test_the_order_statistic_is_found_from_the_answer():
+    assert min_data.task(4, 6).order_statistic == 0 and median_data.task(5, 8).order_statistic == 2
+    assert order_statistic_of(lambda v: v.max(-1).values, 6, 32) == 5
+    assert order_statistic_of(lambda v: v.sort(-1).values[:, 1], 6, 32) == 1
+    # the second smallest *distinct* value, the sum, a constant: no order statistic, so out of scope
+    distinct = lambda v: torch.tensor([sorted(set(row.tolist()))[min(1, len(set(row.tolist())) - 1)] for row in v])
+    for answer in (distinct, lambda v: v.sum(-1) % 32, lambda v: torch.zeros(len(v), dtype=torch.long)):
+        assert order_statistic_of(answer, 6, 32) is None
+    task = ListTask("sum_mod", lambda v: v.sum(-1) % 6, None, None, None, 4, 6)
+    verdict = V.verify_weights(min_model(4, 6), task)
+    assert verdict.status == "out of scope" and "no order statistic" in verdict.reason
 
 
 def test_command_line_proves_the_committed_find_min(capsys):
-    result = subprocess.run([sys.executable, "-m", "shared.verify", "find_min/checkpoints/model.pt"], cwd=ROOT,
+    result = subprocess.run([sys.executable, "-m", "shared.tools.verify", "find_min/checkpoints/model.pt"], cwd=ROOT,
                             capture_output=True, text=True)
     assert result.returncode == 0 and result.stdout.startswith("proved: right on all 1,152,921,504,606,846,976")
     margin, float32 = re.search(r"worst-case margin (\S+); with every float32 rounding against it >= (\S+);",
                                 result.stdout).groups()
     assert 0 < float(float32) <= float(margin)
-    assert V.main([str(ROOT / "find_median/checkpoints/model.pt")]) == 2
+    assert CLI.main([str(ROOT / "find_median/checkpoints/model.pt")]) == 2
     assert capsys.readouterr().out.startswith("out of scope: 2 layers")
-    assert V.main(["no/such/file.pt"]) == 2
+    assert CLI.main(["no/such/file.pt"]) == 2
 
 
 def test_the_averaging_baseline_is_refuted_by_real_counterexamples(capsys):
     path = ROOT / "find_median/checkpoints/averaging.pt"
-    assert V.main([str(path)]) == 1
+    assert CLI.main([str(path)]) == 1
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("refuted: ") and len(lines) > 1
     averaging = load_checkpoint(path)
-    task = V.task_of(averaging)
+    task = CLI.task_of(averaging)
     for line in lines[1:]:
         values, predicted, answer = re.fullmatch(r"counterexample: ([\d ]+) -> (\d+) \(answer (\d+)\)", line).groups()
         tokens, target = task.batch(torch.tensor([[int(x) for x in values.split()]]))
@@ -172,12 +180,12 @@ def test_the_averaging_baseline_is_refuted_by_real_counterexamples(capsys):
 def test_the_claims_row_follows_the_verdict():
     task = min_data.task(4, 8)
     model = min_model(4, 8)
-    row = verification_claims(V.verify(model, task))[0]
-    assert row.holds and row.note.startswith("proved") and "4,096 inputs" in row.text
+    row = verification_claim(V.verify(model, task))
+    assert row.holds and row.note == "" and "4,096 inputs" in row.text
     with torch.no_grad():
         model.embed.W_E[2, 9], model.embed.W_E[3, 9] = 3.0, 2.0
-    row = verification_claims(V.verify(model, task))[0]
-    assert not row.holds and row.value < 0 and row.note.startswith("refuted: e.g. ")
+    row = verification_claim(V.verify(model, task))
+    assert row.fails and row.value < 0 and row.note.startswith("refuted: e.g. ")
     mlp = Transformer(Config(d_mlp=16, n_ctx=11, d_vocab=65, d_vocab_out=64))
-    row = verification_claims(V.verify(mlp, min_data.task(10, 64)))[0]
-    assert row.value is None and not row.holds and row.note.startswith("out of scope: an MLP")
+    row = verification_claim(V.verify(mlp, min_data.task(10, 64)))
+    assert row.value is None and row.verdict == NOT_MEASURED and row.note.startswith("out of scope: an MLP")

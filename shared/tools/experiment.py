@@ -1,7 +1,7 @@
 """What a task's training.py runs once its hyperparameters are settled: build, train, report, save."""
 import contextlib
-import hashlib
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
@@ -10,14 +10,14 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import save_checkpoint, save_snapshots, snapshots_path
+from ..checkpoint import run_id, save_checkpoint, save_snapshots, snapshots_path
+from ..model import Config, Transformer
+from ..tasks import ListTask, accuracy_table, family_accuracies
 from .cli import apply_overrides
-from .model import Config, Transformer
-from .tasks import ListTask, accuracy_table, family_accuracies
 from .train import snapshot_schedule, train
 
 SEED_MAX = 2 ** 62  # seeds feed torch.manual_seed with offsets added: this keeps them inside its 64 bits
-CLI_LIMITS = dict(  # passed to shared.cli.apply_overrides by every task's training.py
+CLI_LIMITS = dict(  # passed to shared.tools.cli.apply_overrides by every task's training.py
     zero_ok=("weight_decay", "warmup_steps", "grad_clip", "seed", "snapshots"),
     at_most={"target_accuracy": 1.0, "target_family_accuracy": 1.0, "min_lr_frac": 1.0, "seed": SEED_MAX},
     choices={"normalization_type": ("LN", None), "act_fn": ("relu", "gelu"), "device": ("auto", "cpu", "cuda")},
@@ -92,23 +92,13 @@ def check_writable(out_path):
         raise SystemExit(f"error: --out={out_path}: cannot write there ({e.strerror or e})") from None
 
 
-def run_id(model) -> str:
-    """A hash of the trained weights: the checkpoint and its snapshots file both record it, so a snapshots
-    file left by another run is recognised (and the same weights always get the same id)."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()[:16]
-
-
 def stop_families(task: ListTask, size: int = 1000):
     """The families the early stop checks: draws of their own (seed 2), apart from the report (seed 0) and
     the evaluation suite (seed 1)."""
     return task.families(size, seed=2)
 
 
-def verdict(history, family_accuracy: dict, target, family_target=None) -> str:
+def training_verdict(history, family_accuracy: dict, target, family_target=None) -> str:
     """One line: whether training met its target, and where the model is weakest."""
     family_target = target if family_target is None else family_target
     weakest, accuracy = min(family_accuracy.items(), key=lambda item: item[1])
@@ -177,63 +167,83 @@ def _run_training(task: ListTask, p: dict, out_path, progress: bool, signals: St
 
     Ctrl-C or SIGTERM stops training early; the model reached so far is then saved beside out_path as
     *.interrupted.pt, so the finished checkpoint at out_path is never replaced by a partial one. A signal after
-    training waits for the save (history["signal"] names the first one received).
-    With p["snapshots"] = N > 0, weights at about N log-spaced steps (and the last) go to *.snapshots.pt;
-    with N = 0 a snapshots file left there by an earlier run is removed. If the checkpoint cannot be
+    training waits for the save (history["signal"] names the first one received). If the checkpoint cannot be
     written (a full disk, a folder no longer writable), it goes to the temporary folder and the message says
-    where; snapshots that cannot be written are reported in one line. Returns (model, history).
-    """
-    out_path = Path(out_path)
+    where. Returns (model, history)."""
     model = Transformer(model_config(task, p))
     if p.get("uniform_attention"):
         freeze_uniform_attention(model)
     print(f"{task.name}: n={task.n}, V={task.V}, {sum(x.numel() for x in model.parameters())} parameters")
-    steps, states = [], []
-
-    def keep(step, m):
-        steps.append(step)
-        states.append({k: v.detach().cpu().clone() for k, v in m.state_dict().items()})
-
+    snapshots = Snapshots()
     t0 = time.perf_counter()
     history = train(model, task.sample_batch, *held_out(task, p["eval_size"], p["seed"]),
                     max_steps=p["max_steps"], batch_size=p["batch_size"], lr=p["lr"],
                     weight_decay=p["weight_decay"], warmup_steps=p["warmup_steps"],
                     min_lr_frac=p["min_lr_frac"], grad_clip=p["grad_clip"], eval_every=p["eval_every"],
                     target_accuracy=p["target_accuracy"], family_target=p.get("target_family_accuracy"),
-                    seed=p["seed"], device=p["device"],
-                    progress=progress, stop_families=stop_families(task),
-                    snapshot_steps=snapshot_schedule(p["max_steps"], p.get("snapshots", 0)), on_snapshot=keep,
+                    seed=p["seed"], device=p["device"], progress=progress, stop_families=stop_families(task),
+                    snapshot_steps=snapshot_schedule(p["max_steps"], p.get("snapshots", 0)), on_snapshot=snapshots.keep,
                     stop_requested=lambda: signals.received is not None)
-    interrupted = history["interrupted"]
-    if interrupted:
-        out_path = out_path.with_suffix(".interrupted.pt")
     seconds = time.perf_counter() - t0
     model.cpu().eval()
     families = task.families()
     accuracies = family_accuracies(model, families)
     if progress:
         print(accuracy_table(model, families))
-    identity = run_id(model)
+    out_path = Path(out_path).with_suffix(".interrupted.pt") if history["interrupted"] else Path(out_path)
+    committed = is_committed(out_path)
     metadata = dict(task=task.name, hyperparameters=p, history=history, train_seconds=seconds,
-                    family_accuracy=accuracies, run_id=identity)
+                    family_accuracy=accuracies, run_id=run_id(model))
     out_path = _save_somewhere(out_path, lambda path: save_checkpoint(path, model, **metadata))
     history["saved_to"] = str(out_path)
-    print(f"{'interrupted after' if interrupted else 'trained in'} {seconds:.1f} s; saved {out_path}")
-    snapshot_path = snapshots_path(out_path)
-    try:
-        if p.get("snapshots"):
-            if not steps or steps[-1] != history["stopped_at"]:
-                keep(history["stopped_at"], model)
-            save_snapshots(snapshot_path, model.cfg, steps, states, run_id=identity)
-            print(f"saved {len(steps)} snapshots (steps {steps[0]}..{steps[-1]}) to {snapshot_path}")
-        elif snapshot_path.exists():
-            snapshot_path.unlink()  # an earlier run's history must not pass for this model's
-            print(f"removed {snapshot_path} (an earlier run's snapshots; train with --snapshots=N to keep some)")
-    except (OSError, RuntimeError) as e:
-        print(f"could not write the snapshots to {snapshot_path} ({save_error_reason(e)}); the model itself is "
-              f"saved at {out_path}", file=sys.stderr)
-    print(verdict(history, accuracies, p["target_accuracy"], p.get("target_family_accuracy")))
+    print(f"{'interrupted after' if history['interrupted'] else 'trained in'} {seconds:.1f} s; saved {out_path}")
+    if committed and history["saved_to"] == str(committed):
+        print(f"note: this replaced the committed {committed.name} (git checkout -- {committed} brings it back; "
+              "--out=PATH writes elsewhere)")
+    snapshots.save(out_path, model, history, p.get("snapshots"), metadata["run_id"])
+    print(training_verdict(history, accuracies, p["target_accuracy"], p.get("target_family_accuracy")))
     return model, history
+
+
+class Snapshots:
+    """The weights at the snapshot steps, kept in memory while training and written beside the checkpoint."""
+
+    def __init__(self):
+        self.steps, self.states = [], []
+
+    def keep(self, step, model):
+        self.steps.append(step)
+        self.states.append({k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
+
+    def save(self, out_path, model, history, count, identity):
+        """With count = N > 0 the snapshots (and the last step) go to *.snapshots.pt; with 0 a snapshots file
+        left there by an earlier run is removed. Snapshots that cannot be written are reported in one line."""
+        path = snapshots_path(out_path)
+        try:
+            if count:
+                if not self.steps or self.steps[-1] != history["stopped_at"]:
+                    self.keep(history["stopped_at"], model)
+                save_snapshots(path, model.cfg, self.steps, self.states, run_id=identity)
+                print(f"saved {len(self.steps)} snapshots (steps {self.steps[0]}..{self.steps[-1]}) to {path}")
+            elif path.exists():
+                path.unlink()  # an earlier run's history must not pass for this model's
+                print(f"removed {path} (an earlier run's snapshots; train with --snapshots=N to keep some)")
+        except (OSError, RuntimeError) as e:
+            print(f"could not write the snapshots to {path} ({save_error_reason(e)}); the model itself is "
+                  f"saved at {out_path}", file=sys.stderr)
+
+
+def is_committed(path):
+    """The path, when it is a file git tracks in this repository (a committed checkpoint), else None."""
+    path = Path(path).resolve()
+    if not path.is_file():
+        return None
+    try:
+        tracked = subprocess.run(["git", "ls-files", "--error-unmatch", path.name], cwd=path.parent,
+                                 capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return path if tracked else None
 
 
 def save_error_reason(error) -> str:

@@ -10,24 +10,13 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from ..tasks import evaluate
+
 
 def pick_device(device: str = "auto") -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
-
-
-@torch.inference_mode()
-def evaluate(model, tokens, targets, batch_size: int = 8192):
-    """(mean loss, accuracy) of the answer read at the last position."""
-    device = next(model.parameters()).device
-    loss, correct = 0.0, 0
-    for i in range(0, len(tokens), batch_size):
-        logits = model(tokens[i:i + batch_size].to(device), last_only=True)[:, -1]
-        y = targets[i:i + batch_size].to(device)
-        loss += F.cross_entropy(logits, y, reduction="sum").item()
-        correct += (logits.argmax(-1) == y).sum().item()
-    return loss / len(tokens), correct / len(tokens)
 
 
 def snapshot_schedule(max_steps: int, count: int) -> list:
@@ -55,6 +44,39 @@ def make_optimizer(model, lr: float, weight_decay: float = 0.0):
                               {"params": no_decay, "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.98), fused=True)
 
 
+class Progress:
+    """The held-out evaluations of one run (its history) and the early-stop check."""
+
+    def __init__(self, model, eval_tokens, eval_targets, target_accuracy, family_target, stop_families, bar):
+        self.model, self.eval = model, (eval_tokens, eval_targets)
+        self.target, self.family_target, self.stop_families, self.bar = target_accuracy, family_target, stop_families, bar
+        self.history = {"step": [], "train_loss": [], "eval_loss": [], "eval_accuracy": [], "seconds": [],
+                        "target_reached": None}
+        self.t0 = time.perf_counter()
+
+    def record(self, step, train_loss) -> float:
+        self.model.eval()
+        eval_loss, acc = evaluate(self.model, *self.eval)
+        self.model.train()
+        for key, value in zip(("step", "train_loss", "eval_loss", "eval_accuracy", "seconds"),
+                              (step, float(train_loss), eval_loss, acc, time.perf_counter() - self.t0)):
+            self.history[key].append(value)
+        self.bar.set_postfix(loss=f"{eval_loss:.4f}", acc=f"{acc:.4%}")
+        return acc
+
+    def target_met(self, acc) -> bool:
+        """Held-out accuracy at the target, and (checked only then) every stop family at family_target."""
+        if self.target is None or acc < self.target:
+            return False
+        if not self.stop_families:
+            return True
+        self.model.eval()
+        bar_each = self.target if self.family_target is None else self.family_target
+        met = all(evaluate(self.model, x, y)[1] >= bar_each for x, y in self.stop_families.values())
+        self.model.train()
+        return met
+
+
 def train(model, sample_batch: Callable, eval_tokens, eval_targets, *, max_steps: int, batch_size: int,
           lr: float, weight_decay: float = 0.0, warmup_steps: int = 0, min_lr_frac: float = 0.1,
           grad_clip: float = 1.0, eval_every: int = 200, target_accuracy: Optional[float] = None,
@@ -77,36 +99,12 @@ def train(model, sample_batch: Callable, eval_tokens, eval_targets, *, max_steps
     model.to(dev).train()
     gen = torch.Generator().manual_seed(seed)  # the data stream; model.cfg.seed fixed the weights
     opt = make_optimizer(model, lr, weight_decay)
-    history = {"step": [], "train_loss": [], "eval_loss": [], "eval_accuracy": [], "seconds": []}
-    snapshot_steps = set(snapshot_steps)
-    running, n_running, t0 = 0.0, 0, time.perf_counter()
     bar = tqdm(range(1, max_steps + 1), disable=not progress, desc="train", mininterval=0.5)
-
-    def record(step):
-        model.eval()
-        eval_loss, acc = evaluate(model, eval_tokens, eval_targets)
-        model.train()
-        for key, value in zip(("step", "train_loss", "eval_loss", "eval_accuracy", "seconds"),
-                              (step, float(running) / max(1, n_running), eval_loss, acc, time.perf_counter() - t0)):
-            history[key].append(value)
-        bar.set_postfix(loss=f"{eval_loss:.4f}", acc=f"{acc:.4%}")
-        return acc
-
-    def target_met(acc):
-        if target_accuracy is None or acc < target_accuracy:
-            return False
-        if not stop_families:
-            return True
-        model.eval()
-        bar_each = target_accuracy if family_target is None else family_target
-        met = all(evaluate(model, x, y)[1] >= bar_each for x, y in stop_families.values())
-        model.train()
-        return met
-
-    history["target_reached"] = None
-    if 0 in snapshot_steps and on_snapshot is not None:
+    run = Progress(model, eval_tokens, eval_targets, target_accuracy, family_target, stop_families, bar)
+    snapshot_steps = set(snapshot_steps) if on_snapshot is not None else set()
+    if 0 in snapshot_steps:
         on_snapshot(0, model)
-    step, interrupted = 0, False
+    running, n_running, step, interrupted = 0.0, 0, 0, False
     try:
         for step in bar:
             if stop_requested is not None and stop_requested():
@@ -114,27 +112,29 @@ def train(model, sample_batch: Callable, eval_tokens, eval_targets, *, max_steps
                 break
             for group in opt.param_groups:
                 group["lr"] = lr_at(step - 1, lr, warmup_steps, max_steps, min_lr_frac)
-            tokens, targets = sample_batch(batch_size, gen)
-            logits = model(tokens.to(dev), last_only=True)[:, -1]
-            loss = F.cross_entropy(logits, targets.to(dev))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if grad_clip > 0:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip, foreach=True)
-            opt.step()
-            running += loss.detach()  # no per-step device sync
+            running += _step(model, opt, *sample_batch(batch_size, gen), dev, grad_clip)  # no per-step device sync
             n_running += 1
-            if step in snapshot_steps and on_snapshot is not None:
+            if step in snapshot_steps:
                 on_snapshot(step, model)
             if step % eval_every == 0 or step == max_steps:
-                acc = record(step)
-                running, n_running = 0.0, 0
-                if target_met(acc):
-                    history["target_reached"] = step
+                acc, running, n_running = run.record(step, running / max(1, n_running)), 0.0, 0
+                if run.target_met(acc):
+                    run.history["target_reached"] = step
                     break
     except KeyboardInterrupt:  # keep what was learnt; the caller decides where it goes
         interrupted = True
     bar.close()
     model.eval()
-    history["stopped_at"], history["interrupted"] = step, interrupted
-    return history
+    run.history["stopped_at"], run.history["interrupted"] = step, interrupted
+    return run.history
+
+
+def _step(model, opt, tokens, targets, dev, grad_clip):
+    """One AdamW step on a batch; returns the loss (a tensor, not synced to the host)."""
+    loss = F.cross_entropy(model(tokens.to(dev), last_only=True)[:, -1], targets.to(dev))
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip, foreach=True)
+    opt.step()
+    return loss.detach()

@@ -1,9 +1,9 @@
 """Train one task over many seeds, in parallel, and summarise every seed in one table.
 
-    python -m shared.sweep TASK --seeds=0-19 --jobs=2                  # training.py's defaults, 20 seeds
-    python -m shared.sweep TASK --seeds=0-19 --jobs=2 --recipe=NAME    # with TASK/recipes/NAME.py applied
-    python -m shared.sweep TASK --seeds=0-4 --n_layers=3 --name=three_layers
-    python -m shared.sweep TASK --seeds=0-19 --jobs=2 --publish        # also copy what the repo commits
+    python -m shared.tools.sweep TASK --seeds=0-19 --jobs=2                  # training.py's defaults, 20 seeds
+    python -m shared.tools.sweep TASK --seeds=0-19 --jobs=2 --recipe=NAME    # with TASK/recipes/NAME.py applied
+    python -m shared.tools.sweep TASK --seeds=0-4 --n_layers=3 --name=three_layers
+    python -m shared.tools.sweep TASK --seeds=0-19 --jobs=2 --publish        # also copy what the repo commits
 
 Any other `--name=value` is a hyperparameter override, checked as training.py checks it. Each seed trains in
 its own process (torch threads split so that jobs x threads <= cores) and goes to
@@ -24,44 +24,37 @@ the second skips it and waits for it before its summary.
 import contextlib
 import csv
 import importlib
+import io
 import multiprocessing
 import os
 import re
 import shutil
 import signal
 import sys
-import tempfile
 import threading
 import time
-from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import CheckpointError, load_checkpoint
+from ..checkpoint import CheckpointError, atomic_write, load_checkpoint
+from ..mechanisms import classify, measures_on
+from ..published import NOT_RECIPE, PUBLISHED, ROOT, class_count_text, representatives, task_names
+from ..tables import markdown_table, pct
+from ..tasks import evaluation_suite, family_accuracies
+from ..verify import verify
 from .cli import apply_overrides, hyperparameters, recipe_overrides
 from .experiment import CLI_LIMITS, SEED_MAX, StopSignals, check_writable, make_task
-from .mechanisms import classify, measures_on
-from .tasks import evaluation_suite, family_accuracies, fresh_uniform_label
-from .verify import verify
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def task_names() -> list:
-    """Every task of the repository, found by convention: a folder beside shared/ holding dataset.py and
-    training.py (copy a task's folder, and the sweep, the README tables and the tests find it)."""
-    return sorted(p.parent.name for p in ROOT.glob("*/training.py") if (p.parent / "dataset.py").is_file())
+SWEEP_OPTIONS = ("seeds", "jobs", "name", "folder", "recipe")
+NOT_OVERRIDABLE = NOT_RECIPE  # set by the sweep itself
 
 
 def recipe_path(task: str, name: str) -> Path:
     """<task>/recipes/<name>.py: a named variant of the task's training.py (a file of plain assignments)."""
     return ROOT / task / "recipes" / f"{name}.py"
-SWEEP_OPTIONS = ("seeds", "jobs", "name", "folder", "recipe")
-PUBLISHED = "across_seeds"  # <task>/across_seeds/: the committed summaries and one checkpoint per class
-NOT_OVERRIDABLE = ("seed", "out", "snapshots", "device")  # set by the sweep itself
 
 
 MAX_SEEDS = 1000  # in one sweep; a larger study runs one sweep per seed as a cluster array
@@ -87,18 +80,15 @@ def parse_seeds(text: str) -> list:
     return sorted(seeds)
 
 
-def parse_args(argv):
-    """(task, seeds, jobs, folder, hyperparameters, published name) from the command line; one-line SystemExit
-    when bad. --recipe=NAME applies <task>/recipes/NAME.py before the other overrides (its seed, out, snapshots
-    and device are the sweep's own) and names the sweep NAME unless --name says otherwise."""
+def split_args(argv) -> tuple:
+    """(task, the sweep's own options {name: value}, hyperparameter overrides) of the command line."""
     if not argv or argv[0] in ("-h", "--help"):
-        raise SystemExit(__doc__.strip() if argv else "usage: python -m shared.sweep TASK --seeds=0-19 "
+        raise SystemExit(__doc__.strip() if argv else "usage: python -m shared.tools.sweep TASK --seeds=0-19 "
                          "[--jobs=2] [--recipe=NAME] [--name=NAME] [--hyperparameter=value ...]")
-    task, rest = argv[0], argv[1:]
+    task, own, overrides = argv[0], {}, []
     if task not in task_names():
         raise SystemExit(f"error: unknown task {task!r}; known: {', '.join(task_names())}")
-    own, overrides = {}, []
-    for arg in rest:
+    for arg in argv[1:]:
         name = arg[2:].split("=", 1)[0] if arg.startswith("--") else None
         if arg in ("--publish", "--replace"):
             own[arg[2:]] = True
@@ -110,6 +100,25 @@ def parse_args(argv):
             overrides.append(arg)
     if "seeds" not in own:
         raise SystemExit("error: --seeds is required, e.g. --seeds=0-19")
+    return task, own, overrides
+
+
+def recipe_args(task: str, name) -> list:
+    """--recipe=NAME's overrides (its seed, out, snapshots and device are the sweep's own); [] for no recipe."""
+    if not name:
+        return []
+    path = recipe_path(task, name)
+    if not path.is_file():
+        known = sorted(p.stem for p in path.parent.glob("*.py"))
+        raise SystemExit(f"error: --recipe={name}: no {path.relative_to(ROOT)}; known: {', '.join(known) or 'none'}")
+    return [a for a in recipe_overrides(path) if a[2:].split("=", 1)[0] not in NOT_OVERRIDABLE]
+
+
+def parse_args(argv):
+    """(task, seeds, jobs, folder, hyperparameters, published name) from the command line; one-line SystemExit
+    when bad. --recipe=NAME applies <task>/recipes/NAME.py before the other overrides and names the sweep NAME
+    unless --name says otherwise."""
+    task, own, overrides = split_args(argv)
     try:
         seeds = parse_seeds(own["seeds"])
     except ValueError as e:
@@ -117,21 +126,13 @@ def parse_args(argv):
     jobs = own.get("jobs", "1")
     if not jobs.isdigit() or int(jobs) < 1:
         raise SystemExit(f"error: --jobs={jobs}: expected an integer >= 1")
-    recipe = []
-    if own.get("recipe"):
-        path = recipe_path(task, own["recipe"])
-        if not path.is_file():
-            known = sorted(p.stem for p in path.parent.glob("*.py"))
-            raise SystemExit(f"error: --recipe={own['recipe']}: no {path.relative_to(ROOT)}; known: "
-                             f"{', '.join(known) or 'none'}")
-        recipe = [a for a in recipe_overrides(path) if a[2:].split("=", 1)[0] not in NOT_OVERRIDABLE]
+    recipe = recipe_args(task, own.get("recipe"))
     name = own.get("name") or own.get("recipe") or ("default" if not overrides else
                                                     "_".join(a[2:].replace("=", "-") for a in overrides))
     if not re.fullmatch(r"[\w+-][\w.+-]*", name):  # a leading '.' could name the folder itself ('..') or hide it
         raise SystemExit(f"error: --name={name}: use letters, digits, '.', '_', '+' and '-', not starting with '.'")
-    module = importlib.import_module(f"{task}.training")
-    g = dict(hyperparameters(vars(module)))
-    params = apply_overrides(g, recipe + overrides, **CLI_LIMITS)
+    params = apply_overrides(dict(hyperparameters(vars(importlib.import_module(f"{task}.training")))),
+                             recipe + overrides, **CLI_LIMITS)
     make_task(importlib.import_module(f"{task}.dataset").task, params)  # bad n or V: refused now
     folder = Path(own["folder"]) if own.get("folder") else ROOT / task / "checkpoints" / "sweep" / name
     check_writable(folder / "summary.csv")
@@ -246,29 +247,30 @@ def release(path: Path):
             lock.unlink()
 
 
+def training_figures(meta: dict) -> dict:
+    """When a checkpoint's run reached its target, in steps and seconds, from its recorded history."""
+    history = meta["history"]
+    reached = history.get("target_reached")
+    seconds = history["seconds"][history["step"].index(reached)] if reached is not None else None
+    return {"held-out": history["eval_accuracy"][-1], "target reached": reached is not None,
+            "steps": history["stopped_at"], "seconds to target": seconds, "train seconds": meta["train_seconds"]}
+
+
 def summary_row(task_name: str, seed: int, path: Path) -> dict:
     """The sweep's figures for one seed, recomputed from its checkpoint: accuracy on the evaluation suite
     (100,000 uniform lists and every family), the weakest family, when training reached its target, the
     mechanism measures (shared.mechanisms.measures_on), the class the task's MECHANISMS give them, the task's own
-    measures (TASK_MEASURES in <task>/mechanisms.py, if it has them), and
+    measures (TASK_MEASURES in <task>/mechanisms.py: model, suite -> {name: value}, if it has them), and
     shared.verify's verdict on every input (with its worst-case margin, where computed)."""
     model = load_checkpoint(path, task=task_name)
-    meta = model.metadata
-    dataset = importlib.import_module(f"{task_name}.dataset")
-    task = dataset.task(model.cfg.n_ctx - 1, model.cfg.d_vocab_out)
+    task = importlib.import_module(f"{task_name}.dataset").task(model.cfg.n_ctx - 1, model.cfg.d_vocab_out)
     suite = evaluation_suite(task)
     accuracies = family_accuracies(model, suite)
     weakest = min(accuracies, key=accuracies.get)
     measures = measures_on(model, suite)
     mechanisms = importlib.import_module(f"{task_name}.mechanisms")
-    history = meta["history"]
-    reached = history.get("target_reached")
-    seconds = history["seconds"][history["step"].index(reached)] if reached is not None else None
-    row = {"seed": seed, "held-out": history["eval_accuracy"][-1], **accuracies, "weakest family": weakest,
-           "weakest accuracy": accuracies[weakest], "target reached": reached is not None,
-           "steps": history["stopped_at"], "seconds to target": seconds, "train seconds": meta["train_seconds"],
-           **measures, "mechanism": classify(measures, mechanisms.MECHANISMS)}
-    # a task's own measures (TASK_MEASURES in <task>/mechanisms.py: model, suite -> {name: value}), after the class
+    row = {"seed": seed, **accuracies, "weakest family": weakest, "weakest accuracy": accuracies[weakest],
+           **training_figures(model.metadata), **measures, "mechanism": classify(measures, mechanisms.MECHANISMS)}
     row.update(getattr(mechanisms, "TASK_MEASURES", lambda model, suite: {})(model, suite))
     verdict = verify(model, task)
     row.update({"verified": verdict.status, "worst-case margin": verdict.margin,
@@ -277,109 +279,12 @@ def summary_row(task_name: str, seed: int, path: Path) -> dict:
 
 
 def write_csv(path: Path, rows: list):
-    """Atomically, through a temporary file of this call's own: concurrent writers never see each other's
-    halves, and a reader sees the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-            writer.writeheader()
-            writer.writerows(rows)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def read_csv(path: Path) -> list:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def _typed(text: str):
-    if text in ("", "None"):
-        return None
-    if text in ("True", "False"):
-        return text == "True"
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
-
-
-def load_summary(path) -> list:
-    """A sweep's summary.csv as rows of numbers, booleans, None and strings (as summary_row made them)."""
-    return [{k: _typed(v) for k, v in row.items()} for row in read_csv(Path(path))]
-
-
-def representatives(rows: list) -> dict:
-    """{mechanism: the lowest seed of that class} over a summary's rows."""
-    lowest = {}
-    for row in sorted(rows, key=lambda r: r["seed"]):
-        lowest.setdefault(row["mechanism"], row["seed"])
-    return lowest
-
-
-def class_counts(rows: list) -> dict:
-    """{mechanism: how many seeds}, the most common first."""
-    return dict(Counter(row["mechanism"] for row in rows).most_common())
-
-
-def published(task: str) -> dict:
-    """What <task>/across_seeds/ holds: {recipe name: {"rows": the summary's rows, "changes": the
-    hyperparameters that differ from training.py's defaults (read from a representative checkpoint),
-    "representatives": {class: checkpoint path}}}, the default recipe first."""
-    folder = ROOT / task / PUBLISHED
-    defaults = hyperparameters(vars(importlib.import_module(f"{task}.training")))
-    found = {}
-    for path in sorted(folder.glob("*.csv"), key=lambda p: (p.stem != "default", p.stem)):
-        rows = load_summary(path)
-        reps = {name: folder / f"{path.stem}_seed{seed}.pt" for name, seed in representatives(rows).items()}
-        saved = load_checkpoint(next(iter(reps.values()))).metadata["hyperparameters"]
-        changes = {k: v for k, v in saved.items() if k not in NOT_OVERRIDABLE and defaults.get(k) != v}
-        found[path.stem] = {"rows": rows, "changes": changes, "representatives": reps}
-    return found
-
-
-def recipe_label(name: str, changes: dict) -> str:
-    return f"{name}: " + (" ".join(f"`--{k}={v}`" for k, v in changes.items()) or "training.py's defaults")
-
-
-def class_count_text(rows: list) -> str:
-    """'12/20 selects in layer 1, 7/20 ...': the classes of a summary's rows, the most common first."""
-    return ", ".join(f"{count}/{len(rows)} {name}" for name, count in class_counts(rows).items())
-
-
-def counts_sentence(recipes: dict) -> str:
-    """'default: 20/20 ...; two_heads: ...' over the published recipes."""
-    return "; ".join(f"{name}: {class_count_text(recipe['rows'])}" for name, recipe in recipes.items())
-
-
-def verified_text(rows: list) -> str:
-    """'18/20 proved, 2/20 refuted': shared.verify's verdicts over a summary's rows ('-' for a summary written
-    before the sweep recorded them)."""
-    if any("verified" not in row for row in rows):
-        return "-"
-    return ", ".join(f"{count}/{len(rows)} {status}" for status, count in
-                     Counter(row["verified"] for row in rows).most_common())
-
-
-def class_count_table(recipes: dict) -> str:
-    """Markdown, one row per published recipe: seeds, how many of them fall in each mechanism class, the
-    weakest-family accuracy over seeds (lowest and median), and how many are proved right on every input."""
-    lines = ["| recipe | seeds | mechanism classes | weakest family, lowest seed | weakest family, median seed | "
-             "right on every input (shared.verify) |", "|---|---:|---|---:|---:|---|"]
-    for name, recipe in recipes.items():
-        rows = recipe["rows"]
-        weakest = sorted(r["weakest accuracy"] for r in rows)
-        lines.append(f"| {recipe_label(name, recipe['changes'])} | {len(rows)} | {class_count_text(rows)} | "
-                     f"{weakest[0]:.2%} | {weakest[len(weakest) // 2]:.2%} | {verified_text(rows)} |")
-    return "\n".join(lines)
+    """The rows as a CSV file, written atomically (shared.checkpoint.atomic_write)."""
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(path, lambda f: f.write(text.getvalue().encode()))
 
 
 def publish(folder: Path, rows: list, name: str, out: Path) -> list:
@@ -399,14 +304,12 @@ def publish(folder: Path, rows: list, name: str, out: Path) -> list:
 
 def markdown(rows: list) -> str:
     """Per seed: uniform accuracy, the weakest family, steps and seconds to the target."""
-    uniform = fresh_uniform_label()  # summary_row's suite: evaluation_suite's defaults
-    lines = [f"| seed | {uniform} | weakest family | weakest accuracy | target reached | steps | seconds to target |",
-             "|---:|---:|---|---:|---|---:|---:|"]
-    for r in rows:
-        seconds = "-" if r["seconds to target"] is None else f"{r['seconds to target']:.1f}"
-        lines.append(f"| {r['seed']} | {r[uniform]:.3%} | {r['weakest family']} | {r['weakest accuracy']:.2%} | "
-                     f"{'yes' if r['target reached'] else 'no'} | {r['steps']} | {seconds} |")
-    return "\n".join(lines)
+    uniform = next(k for k in rows[0] if k.startswith("uniform ("))  # the suite's fresh uniform sample
+    seconds = lambda r: "-" if r["seconds to target"] is None else f"{r['seconds to target']:.1f}"
+    return markdown_table(["seed", uniform, "weakest family", "weakest accuracy", "target reached", "steps",
+                           "seconds to target"],
+                          [[r["seed"], pct(r[uniform], 3), r["weakest family"], pct(r["weakest accuracy"]),
+                            "yes" if r["target reached"] else "no", r["steps"], seconds(r)] for r in rows], "rrlrlrr")
 
 
 class SweepInterrupted(Exception):

@@ -1,0 +1,160 @@
+"""What a task's across_seeds/ folder holds, read for the notebooks, README and tests: the sweeps' summaries
+(written by `python -m shared.tools.sweep ... --publish`), one checkpoint per mechanism class, and each
+hypothesis's verdict on every seed (written by `python benchmarks/claims_across_seeds.py ... --publish`).
+"""
+import csv
+import importlib
+from collections import Counter
+from pathlib import Path
+
+from .checkpoint import load_checkpoint
+from .claims import FAILS, HOLDS, shown
+
+MEASURED = "measured"  # the verdict column of a measurement's rows
+from .tables import markdown_table, pct
+
+ROOT = Path(__file__).resolve().parent.parent
+PUBLISHED = "across_seeds"  # <task>/across_seeds/
+NOT_RECIPE = ("seed", "out", "snapshots", "device")  # set per run, not part of a recipe
+
+
+def task_names() -> list:
+    """Every task of the repository, found by convention: a folder beside shared/ holding dataset.py and
+    training.py (copy a task's folder, and the sweep, the README tables and the tests find it)."""
+    return sorted(p.parent.name for p in ROOT.glob("*/training.py") if (p.parent / "dataset.py").is_file())
+
+
+def defaults(task: str) -> dict:
+    """training.py's hyperparameters (its plain module-level values)."""
+    module = importlib.import_module(f"{task}.training")
+    kinds = (bool, int, float, str, type(None))
+    return {k: v for k, v in vars(module).items() if not k.startswith("_") and type(v) in kinds}
+
+
+def read_csv(path) -> list:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def typed(text: str):
+    """A CSV cell back as the number, boolean, None or string it was written from."""
+    if text in ("", "None"):
+        return None
+    if text in ("True", "False"):
+        return text == "True"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def load_summary(path) -> list:
+    """A sweep's summary.csv as rows of numbers, booleans, None and strings."""
+    return [{k: typed(v) for k, v in row.items()} for row in read_csv(Path(path))]
+
+
+def representatives(rows: list) -> dict:
+    """{mechanism: the lowest seed of that class} over a summary's rows."""
+    lowest = {}
+    for row in sorted(rows, key=lambda r: r["seed"]):
+        lowest.setdefault(row["mechanism"], row["seed"])
+    return lowest
+
+
+def class_counts(rows: list) -> dict:
+    """{mechanism: how many seeds}, the most common first."""
+    return dict(Counter(row["mechanism"] for row in rows).most_common())
+
+
+def published(task: str) -> dict:
+    """{recipe: {"rows": its summary's rows, "changes": the hyperparameters that differ from training.py's
+    defaults (read from a representative checkpoint), "representatives": {class: checkpoint path}}}, the default
+    recipe first."""
+    folder = ROOT / task / PUBLISHED
+    found = {}
+    for path in sorted(folder.glob("*.csv"), key=lambda p: (p.stem != "default", p.stem)):
+        if path.stem.startswith("claims_"):
+            continue
+        rows = load_summary(path)
+        reps = {name: folder / f"{path.stem}_seed{seed}.pt" for name, seed in representatives(rows).items()}
+        saved = load_checkpoint(next(iter(reps.values()))).metadata["hyperparameters"]
+        changes = {k: v for k, v in saved.items() if k not in NOT_RECIPE and defaults(task).get(k) != v}
+        found[path.stem] = {"rows": rows, "changes": changes, "representatives": reps}
+    return found
+
+
+def recipe_label(name: str, changes: dict) -> str:
+    return f"{name}: " + (" ".join(f"`--{k}={v}`" for k, v in changes.items()) or "training.py's defaults")
+
+
+def class_count_text(rows: list) -> str:
+    """'12/20 selects in layer 1, 7/20 ...': the classes of a summary's rows, the most common first."""
+    return ", ".join(f"{count}/{len(rows)} {name}" for name, count in class_counts(rows).items())
+
+
+def counts_sentence(recipes: dict) -> str:
+    """'default: 20/20 ...; two_heads: ...' over the published recipes."""
+    return "; ".join(f"{name}: {class_count_text(recipe['rows'])}" for name, recipe in recipes.items())
+
+
+def verified_text(rows: list) -> str:
+    """'18/20 proved, 2/20 refuted': the verifier's verdicts over a summary's rows."""
+    if any("verified" not in row for row in rows):
+        return "-"
+    return ", ".join(f"{count}/{len(rows)} {status}" for status, count in
+                     Counter(row["verified"] for row in rows).most_common())
+
+
+def class_count_table(recipes: dict) -> str:
+    """Markdown, one row per published recipe: seeds, how many fall in each mechanism class, the weakest-family
+    accuracy over seeds (lowest and median), and how many are proved right on every input."""
+    rows = []
+    for name, recipe in recipes.items():
+        weakest = sorted(r["weakest accuracy"] for r in recipe["rows"])
+        rows.append([recipe_label(name, recipe["changes"]), len(recipe["rows"]), class_count_text(recipe["rows"]),
+                     pct(weakest[0]), pct(weakest[len(weakest) // 2]), verified_text(recipe["rows"])])
+    return markdown_table(["recipe", "seeds", "mechanism classes", "weakest family, lowest seed",
+                           "weakest family, median seed", "right on every input (shared.verify)"], rows, "lrlrrl")
+
+
+def claims_path(task: str, recipe: str = "default") -> Path:
+    return ROOT / task / PUBLISHED / f"claims_{recipe}.csv"
+
+
+def claims_across_seeds(task: str, recipe: str = "default") -> list:
+    """Every hypothesis's verdict on every seed of a recipe: rows {seed, key, value, op, threshold, verdict}."""
+    path = claims_path(task, recipe)
+    return load_summary(path) if path.is_file() else []
+
+
+def hypotheses_table(rows: list) -> str:
+    """Markdown from claims-across-seeds rows ({seed, key, value, op, threshold, unit, verdict}): per hypothesis, its
+    threshold, on how many seeds it holds (of those where it is measured), and each seed that breaks it with its
+    value; first a line counting the seeds that hold every hypothesis measured on them."""
+    seeds = sorted({r["seed"] for r in rows})
+    whole = sum(all(r["verdict"] != FAILS for r in rows if r["seed"] == s) for s in seeds)
+    table = []
+    for key in dict.fromkeys(r["key"] for r in rows if r["verdict"] != MEASURED):
+        mine = [r for r in rows if r["key"] == key]
+        measured = [r for r in mine if r["verdict"] in (HOLDS, FAILS)]
+        broken = ", ".join(f"seed {r['seed']} ({shown(r['value'], r['unit'] or '')})" for r in measured
+                           if r["verdict"] == FAILS) or "-"
+        unmeasured = f" ({len(mine) - len(measured)} not measured)" if len(measured) < len(mine) else ""
+        table.append([key, f"{mine[0]['op']} {shown(mine[0]['threshold'], mine[0]['unit'] or '')}",
+                      f"{sum(r['verdict'] == HOLDS for r in measured)}/{len(measured)}{unmeasured}", broken])
+    return (f"{whole} of {len(seeds)} seeds hold every hypothesis measured on them\n\n" +
+            markdown_table(["hypothesis", "threshold", "holds on", "seeds that break it (their value)"], table, "llrl"))
+
+
+def measurements_table_across(rows: list) -> str:
+    """Markdown from claims-across-seeds rows: each measurement's smallest, median and largest value over the seeds
+    (the rows whose verdict is 'measured')."""
+    table = []
+    for key in dict.fromkeys(r["key"] for r in rows if r["verdict"] == MEASURED):
+        values = sorted(r["value"] for r in rows if r["key"] == key and r["verdict"] == MEASURED and r["value"] is not None)
+        unit = next(r["unit"] for r in rows if r["key"] == key) or ""
+        if values:
+            table.append([key, len(values)] + [shown(v, unit) for v in (values[0], values[len(values) // 2], values[-1])])
+    return markdown_table(["measured (not a claim)", "seeds", "smallest", "median", "largest"], table)
