@@ -2,7 +2,6 @@
 hook machinery against plain PyTorch and TransformerLens.
 
     python benchmarks/bench.py              # about 15 minutes on 2 CPU cores
-    python benchmarks/bench.py --readme     # also rewrite the benchmark table in README.md
     python benchmarks/bench.py --seeds=10   # seeds 0-9 instead of 0-4
 
 For each task, with the default hyperparameters of its training.py:
@@ -10,7 +9,9 @@ For each task, with the default hyperparameters of its training.py:
     and the maximum over the seeds (one seed is an anecdote);
   * `python <task>/training.py --seed=S` per seed, as a user runs it (a fresh process, to its own stopping
     target, the report and the save included): wall seconds, median and maximum, and the steps it took;
-  * one execution of the task's analyze.ipynb on the committed checkpoint, headless as the tests run it;
+  * one execution of the task's analyze.ipynb on the committed checkpoint, headless as the tests run it, also as a
+    ratio to the reference (300 plain AdamW steps, batch 512, of a 2-layer d_model-64 transformer on median batches,
+    measured in the same run): find_median's target is at most 2.3x;
   * the time of one training step (forward, backward, AdamW) of our model with no hooks attached, as a ratio
     to a plain PyTorch model of the same sizes (fused qkv projection, scaled_dot_product_attention, no
     hook points), and to TransformerLens' HookedTransformer when transformer_lens (<4) is installed.
@@ -37,6 +38,7 @@ from shared.tools.cli import hyperparameters  # noqa: E402
 from shared.tools.experiment import held_out, model_config  # noqa: E402
 from shared.model import Transformer  # noqa: E402
 from shared.tools.train import make_optimizer, train  # noqa: E402
+from shared.tables import markdown_table  # noqa: E402
 
 
 class PlainTransformer(nn.Module):
@@ -151,34 +153,51 @@ def notebook_seconds(name):
     return time.perf_counter() - t0
 
 
-def loop_row(name, seeds):
-    """The README row of the user's loop for one task: training.py per seed, then one notebook execution."""
+def reference_seconds(steps: int = 300, batch: int = 512) -> float:
+    """The host's speed: seconds for 300 AdamW steps of a plain 2-layer transformer (d_model 64, one head, MLP 256)
+    on median batches of n = 7, V = 64: the unit the notebook's speed target is stated in."""
+    from shared.model import Config
+    cfg = Config(n_layers=2, n_heads=1, d_model=64, d_head=64, d_mlp=256, n_ctx=8, d_vocab=65, d_vocab_out=64)
+    model = PlainTransformer(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    gen = torch.Generator().manual_seed(0)
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        x = torch.randint(0, 64, (batch, 7), generator=gen)
+        loss = F.cross_entropy(model(torch.cat([x, torch.full((batch, 1), 64)], 1))[:, -1], x.sort(1).values[:, 3])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    return time.perf_counter() - t0
+
+
+def loop_row(name, seeds, reference):
+    """The user's loop for one task: training.py per seed, then one notebook execution (and its ratio to the
+    reference)."""
     runs = [training_script_run(name, seed) for seed in seeds]
     seconds = [r[0] for r in runs]
-    reached = sum(r[2] for r in runs)
-    return (f"| {name} | {statistics.median(seconds):.1f} s | {max(seconds):.1f} s | "
-            f"{statistics.median(r[1] for r in runs):.0f} | {reached}/{len(runs)} | {notebook_seconds(name):.1f} s |")
+    notebook = notebook_seconds(name)
+    return [name, f"{statistics.median(seconds):.1f} s", f"{max(seconds):.1f} s",
+            f"{statistics.median(r[1] for r in runs):.0f}", f"{sum(r[2] for r in runs)}/{len(runs)}",
+            f"{notebook:.1f} s", f"{notebook / reference:.2f}x"]
 
 
 def bench_task(name, seeds):
-    """The README row of one task (median and maximum over seeds) and its per-seed rows."""
+    """The row of one task (median and maximum over seeds) and its per-seed rows."""
     p = hyperparameters(vars(importlib.import_module(f"{name}.training")))
     task = importlib.import_module(f"{name}.dataset").task(p["n"], p["V"])
     cfg = model_config(task, p)
     ratios, step_time = step_ratios(cfg, task, p["batch_size"])
     runs = {seed: time_to_target(name, seed) for seed in seeds}
-    t99 = [r[0] for r in runs.values()]
-    t999 = [r[1] for r in runs.values()]
-    steps_per_s = statistics.median(r[3] for r in runs.values())
+    t99, t999 = [r[0] for r in runs.values()], [r[1] for r in runs.values()]
     missed = [seed for seed, r in runs.items() if math.isnan(r[1])]
     worst = f"{max(t999):.1f} s" if not missed else f"not reached (seeds {missed})"
-    tl = f"{ratios['TransformerLens']:.2f}x" if "TransformerLens" in ratios else "not installed"
-    row = (f"| {name} | {cfg.n_layers}L {cfg.n_heads}H d{cfg.d_model}{' MLP ' + str(cfg.d_mlp) if cfg.d_mlp else ''}"
-           f" | {steps_per_s:.0f} | {statistics.median(t99):.1f} s | {statistics.median(t999):.1f} s |"
-           f" {worst} | {step_time * 1000:.1f} ms | {ratios['ours']:.2f}x |"
-           f" {ratios['ours, last position']:.2f}x | {tl} |")
-    per_seed = [f"| {name} | {seed} | {r[1]:.1f} s | {r[2]} |" for seed, r in runs.items()]
-    return row, per_seed
+    row = [name, f"{cfg.n_layers}L {cfg.n_heads}H d{cfg.d_model}{' MLP ' + str(cfg.d_mlp) if cfg.d_mlp else ''}",
+           f"{statistics.median(r[3] for r in runs.values()):.0f}", f"{statistics.median(t99):.1f} s",
+           f"{statistics.median(t999):.1f} s", worst, f"{step_time * 1000:.1f} ms", f"{ratios['ours']:.2f}x",
+           f"{ratios['ours, last position']:.2f}x",
+           f"{ratios['TransformerLens']:.2f}x" if "TransformerLens" in ratios else "not installed"]
+    return row, [[name, seed, f"{r[1]:.1f} s", r[2]] for seed, r in runs.items()]
 
 
 def main():
@@ -187,27 +206,21 @@ def main():
     for arg in sys.argv[1:]:
         if arg.startswith("--seeds="):
             seeds = range(int(arg.split("=", 1)[1]))
+    reference = reference_seconds()
     results = {name: bench_task(name, seeds) for name in ("find_min", "find_median")}
-    loop = [loop_row(name, seeds) for name in ("find_min", "find_median")]
-    table = "\n".join([
-        f"Measured on {platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
-        f"{time.strftime('%Y-%m-%d')}; seeds 0-{len(seeds) - 1} of the default recipe per task.",
-        "",
-        "| task | model | steps/s | to 99%, median | to 99.9%, median | to 99.9%, max | training step | ours / plain |"
-        " ours, last position / plain | TransformerLens / plain |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|", *[row for row, _ in results.values()],
-        "", "| task | seed | to 99.9% held-out | step |", "|---|---:|---:|---:|",
-        *[line for _, per_seed in results.values() for line in per_seed],
-        "", "The user's loop: `python <task>/training.py --seed=S` to its own stopping target (a fresh process, the "
-        "report and the save included), then one execution of `analyze.ipynb`.", "",
-        "| task | training.py, median | training.py, max | steps, median | stopping target met | notebook |",
-        "|---|---:|---:|---:|---:|---:|", *loop])
-    print(table)
-    if "--readme" in sys.argv:
-        sys.path.insert(0, str(ROOT / "tests"))
-        from readme_tables import rewrite
-        readme = ROOT / "README.md"
-        readme.write_text(rewrite(readme.read_text(), {"benchmark": table}))
+    loop = [loop_row(name, seeds, reference) for name in ("find_min", "find_median")]
+    print(f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}; seeds 0-{len(seeds) - 1} "
+          f"of each default recipe; the reference (300 plain AdamW steps) took {reference:.1f} s\n")
+    print(markdown_table(["task", "model", "steps/s", "to 99%, median", "to 99.9%, median", "to 99.9%, max",
+                          "training step", "ours / plain", "ours, last position / plain", "TransformerLens / plain"],
+                         [row for row, _ in results.values()], "ll" + "r" * 8) + "\n")
+    print(markdown_table(["task", "seed", "to 99.9% held-out", "step"],
+                         [line for _, per_seed in results.values() for line in per_seed], "lrrr") + "\n")
+    print("The user's loop: `python <task>/training.py --seed=S` to its own stopping target (a fresh process, the report "
+          "and the save included), then one execution of `analyze.ipynb` (target for find_median: at most 2.3x the "
+          "reference).\n")
+    print(markdown_table(["task", "training.py, median", "training.py, max", "steps, median", "stopping target met",
+                          "notebook", "notebook / reference"], loop))
 
 
 if __name__ == "__main__":

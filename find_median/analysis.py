@@ -1,5 +1,5 @@
 """find_median's analysis, one function per section of analyze.ipynb: each section measures once into the record,
-and `claims` / `measurements` read the record, so the notebook and the tests state the same thing.
+and `hypotheses` / `measurements` read the record, so the notebook and the tests state the same thing.
 
 `measure(model, suite, ...)` runs every section on whatever model is loaded: the averaging head is the layer-0 head
 whose SEP attention is most uniform, the selecting head the later head whose SEP attention lands most on the
@@ -16,7 +16,7 @@ from shared import measures as M
 from shared.ablation import ablated_accuracy, path_ablated_accuracy
 from shared.tables import markdown_table, num, pct
 from shared.claims import (ALMOST_ALL, BAR_FAMILY, BAR_UNIFORM, COMPLETE, MOST, Claim, Measurement, accuracy_claims,
-                           faithfulness_claim, formation_claim)
+                           faithfulness_claim, formation_claim, formation_measurement)
 from shared.components import components, head_name, mlp_name
 from shared.progress import accuracies, attention_on_answer, composition, formation_record, head_ablations
 from shared.tasks import answer_positions, collect_mistakes, evaluation_suite, family_accuracies, family_answers
@@ -29,17 +29,13 @@ EDGE = 8  # "near the ends of the range": medians and OV rows within EDGE values
 SAMPLE = 5000  # uniform lists for the attention, ablation, direct-logit and composition measures
 
 
-def sample(suite, size: int = SAMPLE):
-    tokens, targets = suite.uniform
-    return tokens[:size], targets[:size]
-
 
 @torch.no_grad()
 def measure_heads(model, suite) -> dict:
     """Section 2: the averaging head (the layer-0 head whose full QK scores from SEP spread least) and how evenly
     it attends (the largest relative deviation of its SEP attention from 1/(n+1), over lists of every family); the
     selecting head (the later head most on the median) and its share of SEP's attention there."""
-    few, few_targets = sample(suite)
+    few, few_targets = suite.sample(SAMPLE)
     n = few.shape[1] - 1
     spreads = {h: M.qk_spread(model, h, n) for h in range(model.cfg.n_heads)}
     avg = (0, min(spreads, key=spreads.get))
@@ -63,7 +59,7 @@ def measure_heads(model, suite) -> dict:
 def measure_components(model, suite, pairs, record) -> dict:
     """Section 3: accuracy with each head and MLP mean-ablated; the heads' outputs patched clean into corrupted runs
     (at SEP, and at the changed position); how often direct logits give the model's answer."""
-    few, few_targets = sample(suite)
+    few, few_targets = suite.sample(SAMPLE)
     cfg, n, A, S = model.cfg, few.shape[1] - 1, record["A"], record["S"]
     has_mlp, last = cfg.d_mlp is not None, cfg.n_layers - 1
     ablate = lambda name: ablated_accuracy(model, few, few_targets, [name])
@@ -92,7 +88,7 @@ def measure_paths(model, suite, record) -> dict:
     random heads' and the accuracy with only that path mean-ablated; then all three at once."""
     if record["sel"] is None:
         return {"paths": None}
-    few, few_targets = sample(suite)
+    few, few_targets = suite.sample(SAMPLE)
     A, S = record["A"], record["S"]
     paths = {kind: {"score": (C.composition_scores(model, kind)[(*record["avg"], *record["sel"])]
                               / C.composition_baseline(model.cfg, kind)).item(),
@@ -122,7 +118,7 @@ def measure_select_copy(model, suite, record) -> dict:
         return {"scores": None}
     scores = selecting_scores(model, suite, sel, record.get("kept"))
     V = model.cfg.d_vocab_out
-    ov = M.ov_matrix(model, *sel, sample(suite)[0])
+    ov = M.ov_matrix(model, *sel, suite.sample(SAMPLE)[0])
     rows = torch.arange(EDGE, V - EDGE)
     out = {"scores": scores, "ov": ov, "ov middle": (ov[rows].argmax(-1) == rows).float().mean().item(),
            "ov copying": C.copying_score(ov), "ov note": M.ov_note(model, sel[0]), "one key": {}, "copy": {}}
@@ -223,7 +219,7 @@ def measure_mlp0(model, suite, record) -> dict:
     if reason:
         return {"mlp0": None, "mlp0 note": reason}
     reading = mlp0_reading.read_mlp0(model)
-    few, _ = sample(suite)
+    few, _ = suite.sample(SAMPLE)
     return {"mlp0": reading, "mlp0 note": "", "uniformity": mlp0_reading.attention_uniformity(model, suite),
             "substituted": mlp0_reading.substitution_tests(model, reading, suite),
             "resampled": mlp0_reading.resample_tests(model, suite),
@@ -474,7 +470,7 @@ def handbuilt_claims(r) -> list:
     ]
 
 
-def claims(r) -> list:
+def hypotheses(r) -> list:
     """Every hypothesis of the notebook, from the record, in the notebook's order."""
     uniform_accuracy = r["accuracy"]
     return [*accuracy_claims(r), *averaging_claims(r), *head_claims(r), *path_claims(r, uniform_accuracy),
@@ -510,7 +506,7 @@ def measurements(r) -> list:
                               r["paths"][k]["score"]) for k in "QKV"]
         found += [Measurement(f"path_{k}", f"accuracy with only the {k} path {r['A']} -> {r['S']} mean-ablated",
                               r["paths"][k]["accuracy"], "%") for k in ("Q", "K", "V", "QKV")]
-    return found + copy_measurements(r) + mlp0_measurements(r) + program_measurements(r)
+    return found + copy_measurements(r) + mlp0_measurements(r) + program_measurements(r) + [formation_measurement(r)]
 
 
 def copy_measurements(r) -> list:
@@ -577,10 +573,11 @@ def mlp0_measurements(r) -> list:
                         sub[weakest]["accuracy"], "%"),
             Measurement("mlp0_same_median", "MLP 0's SEP output from a list with the same median only: share of the "
                         "control's loss avoided, uniform lists", res[res.uniform_label]["the median kept"], "%"),
-            Measurement("mlp0_same_middle_near_ties", "... from a list with the same three middle values, near ties "
-                        "(where the neighbours repeat)", res[res.label("near_tie")]["the median and its sorted neighbours "
+            Measurement("mlp0_same_middle_near_ties", "MLP 0's SEP output from a list with the same three middle "
+                        "values: share of the control's loss avoided on near ties (where the neighbours repeat)", res[res.label("near_tie")]["the median and its sorted neighbours "
                                                                                    "kept"], "%"),
-            Measurement("mlp0_same_five_near_ties", "... from a list with the same five middle values, near ties",
+            Measurement("mlp0_same_five_near_ties", "MLP 0's SEP output from a list with the same five middle values: "
+                        "share of the control's loss avoided on near ties",
                         res[res.label("near_tie")]["the five middle values kept"], "%"),
             Measurement("mlp0_refined_near_ties", f"near ties with each step exact within {mlp0_reading.TRANSITION} of "
                         "its threshold (the refined reading): accuracy", sub[near]["refined accuracy"], "%"),
@@ -609,7 +606,7 @@ def checkpoint_record(model, suite) -> tuple:
             beside[name] = None
     record = measure(model, suite, task(model.cfg.n_ctx - 1, model.cfg.d_vocab_out), beside["averaging"], None,
                      "across seeds: snapshots not kept", beside["handbuilt"], "")
-    return claims(record), measurements(record)
+    return hypotheses(record), measurements(record)
 
 
 @torch.no_grad()

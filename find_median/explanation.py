@@ -168,15 +168,17 @@ def training_lists(task, size: int, seed: int):
 
 
 def _fit(program, names, loss_of, steps: int, lr: float):
-    """Adam on the named tensors of the program, minimising loss_of(program)."""
+    """Adam on the named tensors of the program, minimising loss_of(program) (with gradients on even when the caller
+    measures under torch.no_grad)."""
     for name in names:
         getattr(program, name).requires_grad_(True)
     opt = torch.optim.Adam([getattr(program, name) for name in names], lr=lr)
-    for _ in range(steps):
-        loss = loss_of(program)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
+    with torch.enable_grad():
+        for _ in range(steps):
+            loss = loss_of(program)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
     for name in names:
         setattr(program, name, getattr(program, name).detach())
 
@@ -359,7 +361,6 @@ def substitution_markdown(rows: dict) -> str:
                            "family where accuracy is least", "its accuracy", "its loss recovered"], table, "lrrlrr")
 
 
-
 # --- the open questions, answered by the terms --------------------------------------------------------------------
 @torch.no_grad()
 def score_ties(program, tokens, model_scores) -> dict:
@@ -491,3 +492,11 @@ def term_shapes(program: Explanation) -> dict:
             "copy on neighbours": ((program.copy_spread[SPREAD - 1] + program.copy_spread[SPREAD + 1]) / 2 / copy_here).item(),
             "correction peak offset": window[pull.argmax()].item(),
             "correction width": int((pull > pull.max() / 2).sum())}
+
+
+def substitution_by_family(rows: dict) -> str:
+    """Markdown: every row of substitution_table on every family, 'accuracy (loss recovered)', families by key."""
+    first = next(iter(rows.values()))
+    keys = {label: key for key, label in first.labels.items()}
+    table = [[label] + [f"{pct(row[f][0], 1)} ({pct(row[f][1], 0)})" for f in row] for label, row in rows.items()]
+    return markdown_table(["terms in place"] + [keys.get(f, f) for f in first], table)

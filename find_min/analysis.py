@@ -1,5 +1,5 @@
 """find_min's analysis, one section of analyze.ipynb per function: each section measures once into the record,
-and `claims` / `measurements` read the record, so the notebook and the tests state the same thing.
+and `hypotheses` / `measurements` read the record, so the notebook and the tests state the same thing.
 
 `measure(model, suite, task, snapshots)` runs every section on whatever model is loaded; the head examined is the
 one whose SEP attention lands most on the minimum, so every section runs on any model training.py can make and says
@@ -15,7 +15,7 @@ from shared import faithfulness as faith
 from shared import measures as M
 from shared.ablation import ablated_accuracy
 from shared.claims import (ALMOST_ALL, BAR_UNIFORM, MOST, Claim, Measurement, accuracy_claims, faithfulness_claim,
-                           formation_claim, verification_claim)
+                           formation_claim, formation_measurement, verification_claim)
 from shared.components import head_name
 from shared.progress import accuracies, attention_on_answer, formation_record, layer0_circuits
 from shared.tasks import answer_positions
@@ -26,17 +26,12 @@ from .dataset import task
 SAMPLE = 20000  # uniform lists for the attention, ablation and algorithm measures
 
 
-def sample(suite, size: int = SAMPLE):
-    """The first `size` of the suite's fresh uniform lists."""
-    tokens, targets = suite.uniform
-    return tokens[:size], targets[:size]
-
 
 @torch.no_grad()
 def measure_selection(model, suite) -> dict:
     """Section 2: the head whose SEP attention lands most on the minimum, its share there on uniform lists and on
     near ties, and every head's share."""
-    few, few_targets = sample(suite)
+    few, few_targets = suite.sample(SAMPLE)
     (layer, head), shares = C.head_most_on(model, few, answer_positions(few, few_targets))
     near_x, near_y = suite.of("near_tie")
     return {"layer": layer, "head": head, "name": head_name(layer, head), "every head on the minimum": shares,
@@ -49,7 +44,7 @@ def measure_circuits(model, suite, layer, head, n) -> dict:
     """Sections 3 and 4: the full QK scores from SEP per key value and position (exact in layer 0) with their
     summaries, and the full OV circuit with its copying measures."""
     scores, exact = M.qk_value_profile(model, layer, head, n)
-    ov = M.ov_matrix(model, layer, head, sample(suite)[0])
+    ov = M.ov_matrix(model, layer, head, suite.sample(SAMPLE)[0])
     return {"qk": scores, "qk exact": exact, **M.qk_summaries(scores), "ov": ov,
             "ov diagonal": C.diagonal_fraction(ov), "ov copying": C.copying_score(ov), "ov off by one": M.off_by_one_share(ov),
             "ov note": M.ov_note(model, layer)}
@@ -59,7 +54,7 @@ def measure_circuits(model, suite, layer, head, n) -> dict:
 def measure_causal(model, suite, record) -> dict:
     """Section 5 and 6: accuracy with the head mean-ablated against chance, with its SEP attention forced onto the
     minimum, and select-then-copy's agreement with the model (read off the weights where that is exact)."""
-    few, few_targets = sample(suite)
+    few, few_targets = suite.sample(SAMPLE)
     layer, head, name = record["layer"], record["head"], record["name"]
     chance = M.most_frequent_answer_rate(few_targets)
     out = {"chance": chance, "chance margin": M.chance_margin(chance, len(few_targets)),
@@ -109,7 +104,7 @@ def measure_formation(model, suite, task, record, snapshots) -> dict:
                             f"accuracy: {suite.label('uniform')}")
 
 
-def claims(record) -> list:
+def hypotheses(record) -> list:
     """Every hypothesis of the notebook, from the record, in the notebook's order."""
     name, n, exact = record["name"], len(record["qk"]), record["qk exact"]
     note = "exact" if exact else "direct path only: not exact past layer 0"
@@ -161,6 +156,7 @@ def measurements(record) -> list:
         Measurement("faithful_least", f"the head alone on the minimum: loss recovered on the family where it recovers "
                     f"least ({worst})",
                     record["faithfulness"][worst]["loss recovered"], "%"),
+        formation_measurement(record),
     ]
 
 
@@ -168,7 +164,7 @@ def checkpoint_record(model, suite) -> tuple:
     """(claims, measurements) of the notebook for `model` alone, snapshots left out (benchmarks/claims_across_seeds.py)."""
     record = measure(model, suite, task(model.cfg.n_ctx - 1, model.cfg.d_vocab_out), None,
                      "across seeds: snapshots not kept")
-    return claims(record), measurements(record)
+    return hypotheses(record), measurements(record)
 
 
 def explore(model, tokens, cache, view, context: dict):

@@ -130,7 +130,9 @@ def verdict_line(claims) -> str:
     elif len(missing) == len(claims):
         return "**Verdict: not measured here**: " + "; ".join(sorted({c.note or c.key for c in missing})) + "."
     else:
-        line = f"**Verdict: the hypothesis holds on this model** ({len(claims) - len(missing)} of {len(claims)} rows)."
+        line = ("**Verdict: the hypothesis holds on this model** " +
+                (f"(all {len(claims)} rows)." if not missing else f"({len(claims) - len(missing)} of {len(claims)} rows "
+                                                                  "measured)."))
     if missing:
         line += " Not measured here: " + "; ".join(f"{c.key} ({c.note or 'n/a'})" for c in missing) + "."
     return line
@@ -198,6 +200,20 @@ def formation_claim(record: dict) -> Claim:
     elif s == last:
         value, note = None, f"{name} not formed before the last snapshot (step {last})"
     else:
-        value, note = s - a, f"snapshots of this run: formed at steps {s} and {a}"
+        apart = abs(record["series"]["step"].index(s) - record["series"]["step"].index(a))
+        value, note = s - a, f"snapshots of this run: formed at steps {s} and {a}, {apart} snapshot(s) apart"
     return Claim("formation", f"'{name}' forms no later than '{accuracy}': the difference of their formation steps",
                  value, "<=", 0, "'no later' means a difference of at most 0 steps", note=note)
+
+
+def formation_measurement(record: dict) -> Measurement:
+    """What a formation FAIL means: how far the structure had come, from its first value to its last, at the
+    snapshot where the accuracy formed (near 1: it sharpened after it already sufficed; far below: the model
+    was right some other way first). None where the formation claim is not measured."""
+    s, a = record.get("formed structure"), record.get("formed accuracy")
+    value = None
+    if record.get("snapshots") is not None and None not in (s, a) and s != record["last snapshot"]:
+        series = record["series"][record["structure"]]
+        value = (series[record["series"]["step"].index(a)] - series[0]) / (series[-1] - series[0])
+    return Measurement("formation_at_accuracy", f"how far '{record.get('structure', 'the structure')}' had come "
+                       "from its first value to its last when the accuracy formed", value, "%")

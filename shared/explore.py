@@ -175,6 +175,10 @@ def main(argv=None) -> int:
     if not rest or "help" in options or "-h" in args or "--help" in args:
         print("usage: python -m shared.explore TASK v1 v2 ... vn [--checkpoint=PATH]", file=sys.stderr)
         return 2
+    unknown = [a for a in args if a.startswith("--") and a.split("=", 1)[0] != "--checkpoint"]
+    if unknown:
+        print(f"error: {unknown[0]}: unknown option; known: --checkpoint=PATH", file=sys.stderr)
+        return 2
     task_name, values = rest[0], rest[1:]
     path = Path(options.get("checkpoint", ROOT / task_name / "checkpoints/model.pt"))
     try:

@@ -211,14 +211,18 @@ def spread_table(rows: list, measures=None) -> str:
     return markdown_table(["measure", "smallest", "median", "largest", "largest - smallest"], table)
 
 
-def faithfulness_sentence(description: str, results: dict) -> str:
-    """One line from class_faithfulness: loss recovered on uniform lists and on the family where it is least."""
+def faithfulness_sentence(description: str, results: dict, keeps_everything: bool = False) -> str:
+    """One line from class_faithfulness: loss recovered on uniform lists and on the family where it is least, and
+    what the test is when the circuit keeps every component (nothing is resampled: it tests only what the class
+    says the selector attends to, whose positions come from the answer)."""
     uniform = results.uniform_label
     worst = weakest_family(results)
-    return (f"The class's explanation as a circuit ({description}) recovers "
-            f"{results[uniform]['loss recovered']:.2%} of the loss on uniform lists and "
-            f"{results[worst]['loss recovered']:.2%} on the family where it recovers least ({worst}), every other path "
-            "resampled from the same family.")
+    what = (" Every component is kept, so nothing is resampled and the keys the selector is restricted to come from "
+            "the answer: this tests the class's statement about the selector's attention, not a whole explanation."
+            if keeps_everything else " Every other path is resampled from the same family.")
+    return (f"The class's explanation as a circuit ({description}) recovers {results[uniform]['loss recovered']:.2%} of "
+            f"the loss on uniform lists and {results[worst]['loss recovered']:.2%} on the family where it recovers "
+            f"least ({worst}).{what}")
 
 
 def measures_on(model, suite: dict) -> dict:
@@ -233,7 +237,10 @@ def describe_class(model, suite: dict, mechanisms) -> dict:
     measures = measures_on(model, suite)
     name = classify(measures, mechanisms)
     mechanism = mechanism_of(name, mechanisms)
-    sentence = faithfulness_sentence(*class_faithfulness(model, mechanism, measures, suite)) if mechanism else ""
+    everything = mechanism is not None and set(mechanism.circuit.keep(model, head_name(
+        measures["selector_layer"], measures["selector_head"]))) == set(components(model))
+    sentence = faithfulness_sentence(*class_faithfulness(model, mechanism, measures, suite), everything) if mechanism \
+        else ""
     return {"measures": measures, "class": name, "faithfulness": sentence}
 
 

@@ -84,7 +84,7 @@ def formation_record(snapshots, groups, structure: str, accuracy: str) -> dict:
     formed, and the two measures the formation claim compares (the structure, and the accuracy it supports).
     snapshots None (this model has none, or they are another run's): a record that says so."""
     if not snapshots:
-        return {"snapshots": None}
+        return {"snapshots": None, "structure": structure, "accuracy measure": accuracy}
     series = track(snapshots, groups)
     marks = {m: formation_step(series["step"], values) for m, values in series.items() if m != "step"}
     return {"snapshots": len(snapshots), "series": series, "marks": marks, "structure": structure,

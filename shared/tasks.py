@@ -107,6 +107,11 @@ class Families(dict):
     def uniform(self):
         return self[self.uniform_label]
 
+    def sample(self, size: int) -> tuple:
+        """(tokens, targets): the first `size` of the fresh uniform lists."""
+        tokens, targets = self.uniform
+        return tokens[:size], targets[:size]
+
     def others(self) -> list:
         """The labels of every family but the suite's fresh uniform sample."""
         return [label for label in self if label != self.uniform_label]

@@ -241,13 +241,14 @@ def _ratios(weight, value, lists, n):
     return num / (w.sum(-1) + weight[:, n, 0][:, None])
 
 
-def worst_ratio(weight, value, m: int, k: int, n: int, iterations: int = 200):
+def worst_ratio(weight, value, m: int, k: int, n: int, iterations: int = 200, start=None):
     """Dinkelbach's iteration: for every (q, j) the exact minimum over lists (answer m, at position q) of
     sum_i w value[j] / sum_i w, and a list reaching it. weight [n, n + 1, V] > 0 (any scale per q: a ratio does
     not see it), value [J, n + 1, V]. Each step takes the list minimising sum w (value - lam) (the DP); its
-    ratio is below lam exactly when that minimum is negative, so lam falls until no list beats it."""
+    ratio is below lam exactly when that minimum is negative, so lam falls until no list beats it. start: lists
+    [n, J, n] to begin from (a nearby problem's worst lists take fewer steps), else every value m."""
     J = value.shape[0]
-    lists = torch.full((n, J, n), m, dtype=torch.long)  # every value m: in every such set
+    lists = torch.full((n, J, n), m, dtype=torch.long) if start is None else start  # every value m: in every set
     lam = _ratios(weight, value, lists, n)
     cost = torch.empty((n, J, *value.shape[1:]), dtype=value.dtype)
     for _ in range(iterations):
@@ -262,11 +263,12 @@ def worst_ratio(weight, value, m: int, k: int, n: int, iterations: int = 200):
 
 
 # ------------------------------------------------------------------------------------------------- verdicts
-def exact_margins(model, k: int, n: int, terms: dict = None, slack=None):
+def exact_margins(model, k: int, n: int, terms: dict = None, slack=None, start=None):
     """For every answer m, position q and wrong answer j: the smallest logit[m] - logit[j] over every list with
     answer m at q (exact with one head; with several, the sum of each head's smallest, a lower bound), and each
     head's worst list, as tensors [V, n, V] (the diagonal j = m is +inf) and [H, V, n, V, n]. slack
-    (float32_slack): the same with every float32 rounding against the answer, a bound for the float32 model."""
+    (float32_slack): the same with every float32 rounding against the answer, a bound for the float32 model;
+    start: the worst lists of a call without slack, where the iteration begins (the same minimum, found sooner)."""
     terms = terms or position_terms(model, n)
     score, out, direct = terms["score"], terms["out"], terms["direct"]
     H, V = score.shape[0], model.cfg.d_vocab_out
@@ -283,7 +285,7 @@ def exact_margins(model, k: int, n: int, terms: dict = None, slack=None):
                 value = value - slack[0][h] * value.abs()
             # scaled so that position q's weight (it holds m) is 1: no list's weights all underflow
             weight = torch.exp(score[h][None] - score[h][:n, m][:, None, None])  # [q, n + 1, V]
-            low, lists = worst_ratio(weight, value, m, k, n)
+            low, lists = worst_ratio(weight, value, m, k, n, start=None if start is None else start[h, m])
             if slack is not None:  # the computed weights' sum is off by a factor 1 +- eta
                 low = torch.where(low >= 0, low / (1 + slack[1][h]), low / (1 - slack[1][h]))
             total += low
@@ -371,7 +373,7 @@ def _verify_weights(model, task) -> Verdict:
     terms = position_terms(model, n)
     try:
         margins, worst = exact_margins(model, k, n, terms)
-        safe = exact_margins(model, k, n, terms, float32_slack(model, n, terms))[0].min().item()
+        safe = exact_margins(model, k, n, terms, float32_slack(model, n, terms), worst)[0].min().item()
     except OverflowError as e:
         return Verdict("out of scope", inputs, "weights", reason=str(e))
     low = margins.min().item()

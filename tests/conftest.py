@@ -1,11 +1,7 @@
 """What several test modules share: the committed checkpoints' runs and the verdicts their notebooks document, and
-one fresh execution of each committed notebook per session (the tests of its verdicts and of its text read it)."""
+how a notebook's verdict rows are read back from its output."""
 import re
 from pathlib import Path
-
-import nbformat
-import pytest
-from nbclient import NotebookClient
 
 from shared import load_checkpoint
 from shared.claims import COMPARE, FAILS, HOLDS, NOT_MEASURED
@@ -24,21 +20,6 @@ COMMITTED = {
 def committed_run(task: str) -> bool:
     """Whether the task's checkpoint is still the run its expected verdicts document."""
     return load_checkpoint(ROOT / task / "checkpoints/model.pt").metadata.get("run_id") == COMMITTED[task][0]
-
-
-def execute(path, env=None):
-    """Execute a fresh copy of a notebook from its own folder on a python3 kernel, as Jupyter would (env: variables
-    set for it); return its code cells' outputs."""
-    nb = nbformat.read(path, as_version=4)
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            cell.outputs, cell.execution_count = [], None
-    with pytest.MonkeyPatch.context() as patch:
-        patch.delenv("MPLBACKEND", raising=False)  # the kernel must draw inline, as in Jupyter
-        for name, value in (env or {}).items():
-            patch.setenv(name, str(value))
-        NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
-    return [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
 
 
 def text_of(outputs) -> str:
@@ -76,16 +57,3 @@ def consistent(rows: dict) -> list:
         if expected != verdict and not (value is not None and value == threshold and verdict != NOT_MEASURED):
             wrong.append(key)
     return wrong
-
-
-_EXECUTED = {}
-
-
-@pytest.fixture(scope="session")
-def executed():
-    """task -> the outputs of one fresh execution of its committed notebook (made at most once per session)."""
-    def run(task):
-        if task not in _EXECUTED:
-            _EXECUTED[task] = execute(ROOT / task / "analyze.ipynb")
-        return _EXECUTED[task]
-    return run

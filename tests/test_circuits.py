@@ -241,3 +241,10 @@ def test_variance_explained_of_a_lookup_and_of_noise():
     noise = torch.randn(4000, 6, generator=gen)
     assert abs(C.variance_explained(onehot, noise)) < 0.02
     assert 0.4 < C.variance_explained(onehot, table[keys] + noise * table.std()) < 0.6
+
+
+def test_attention_distance_is_half_the_l1_difference():
+    p = torch.tensor([[1.0, 0.0, 0.0], [0.5, 0.5, 0.0]])
+    assert C.attention_distance(p, p) == 0.0
+    assert C.attention_distance(p, torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])) == pytest.approx(1.0)
+    assert C.attention_distance(p[1:], torch.tensor([[0.25, 0.25, 0.5]])) == pytest.approx(0.5)

@@ -47,10 +47,8 @@ def test_bad_values_exit_with_one_line(arg, message):
     assert message in str(info.value.code) and "\n" not in str(info.value.code)
 
 
-@pytest.mark.parametrize("task", ["find_min", "find_median"])
-@pytest.mark.parametrize("arg, option", [("--lr=abc", "--lr"), ("--n_layers=-1", "--n_layers"),
-                                         ("--batch_size=0", "--batch_size"),
-                                         ("--no_such_option=3", "--no_such_option")])
+@pytest.mark.parametrize("task, arg, option", [("find_min", "--lr=abc", "--lr"),
+                                               ("find_median", "--no_such_option=3", "--no_such_option")])
 def test_training_script_rejects_bad_values_and_writes_nothing(task, arg, option, tmp_path):
     script = ROOT / task / "training.py"
     out = tmp_path / "model.pt"

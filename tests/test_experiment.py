@@ -23,12 +23,16 @@ TINY = dict(n=4, V=16, n_layers=1, n_heads=1, d_model=32, d_head=32, d_mlp=None,
     ("find_min", ["--V=4"], "--V=4"),
     ("find_median", ["--V=2"], "--V=2"),
 ])
-def test_task_parameters_are_refused_before_training(task, args, message, tmp_path):
-    run = subprocess.run([sys.executable, str(ROOT / task / "training.py"), f"--out={tmp_path / 'm.pt'}", *args],
-                         capture_output=True, text=True, timeout=120)
-    lines = run.stderr.strip().splitlines()
-    assert run.returncode != 0 and len(lines) == 1 and message in lines[0], run.stderr
-    assert list(tmp_path.iterdir()) == []
+def test_task_parameters_are_refused_before_training(task, args, message, tmp_path, monkeypatch):
+    """training.py's main, in this process (the script's own exit is the next test's): one line, nothing written."""
+    import importlib
+
+    from shared.tools.experiment import main
+    monkeypatch.setattr(sys, "argv", ["training.py", f"--out={tmp_path / 'm.pt'}", *args])
+    with pytest.raises(SystemExit) as stopped:
+        main(importlib.import_module(f"{task}.dataset").task, dict(vars(importlib.import_module(f"{task}.training"))))
+    assert str(stopped.value).startswith("error: ") and message in str(stopped.value)
+    assert "\n" not in str(stopped.value) and list(tmp_path.iterdir()) == []
 
 
 def test_unwritable_output_is_refused_before_training(tmp_path):
@@ -87,3 +91,18 @@ def test_snapshots_go_beside_any_checkpoint_name(tmp_path):
     assert snapshots_path(out) == tmp_path / "x.pt.d" / "run.snapshots.pt"
     run_id = load_checkpoint(out).metadata["run_id"]
     assert len(load_snapshots(snapshots_path(out), run_id=run_id)) >= 2
+
+
+def test_overwriting_a_committed_checkpoint_is_said_in_one_line(tmp_path, capsys):
+    """Training onto a file git tracks (a committed checkpoint) says so, and how to get it back; elsewhere it is silent."""
+    git = lambda *args: subprocess.run(["git", *args], cwd=tmp_path, capture_output=True, check=True)
+    git("init", "-q")
+    (tmp_path / "model.pt").write_bytes(b"committed")
+    git("add", "model.pt")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "a checkpoint")
+    run_training(min_task(n=4, V=16), {**TINY, "max_steps": 20, "snapshots": 0}, tmp_path / "model.pt", progress=False)
+    said = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note: ")]
+    assert said == [f"note: this replaced the committed model.pt (git checkout -- {tmp_path / 'model.pt'} brings it "
+                    "back; --out=PATH writes elsewhere)"]
+    run_training(min_task(n=4, V=16), {**TINY, "max_steps": 20, "snapshots": 0}, tmp_path / "other.pt", progress=False)
+    assert "note: " not in capsys.readouterr().out

@@ -96,12 +96,14 @@ def test_the_program_computes_from_its_numbers_alone(model, suite):
 
 def test_fitting_a_program_to_a_model_reads_its_attention():
     """fit on a small trained-like model: the hand-built one (its attention and logits are known) gets a program
-    whose attention follows the model's, and a model it cannot explain is refused in one line."""
+    whose attention follows the model's, and a model it cannot explain is refused in one line. It fits under
+    torch.no_grad(), as the notebook's measure does on a run with no saved program (a retrain)."""
     from find_median.handbuilt import handbuilt_model
     with pytest.raises(ValueError, match="two-layer, one-head"):
         E.fit(load_checkpoint(ROOT / "find_median/checkpoints/averaging.pt"), task())
     small = handbuilt_model(n=5, V=16)
-    program = E.fit(small, task(5, 16), size=2000, steps=150)
+    with torch.no_grad():
+        program = E.fit(small, task(5, 16), size=2000, steps=150)
     tokens = task(5, 16).batch(torch.randint(0, 16, (500, 5), generator=torch.Generator().manual_seed(1)))[0]
     _, cache = small.run_with_cache(tokens, names_filter="blocks.1.attn.hook_pattern")
     assert C.attention_distance(program.attention(tokens), cache["pattern", 1][:, 0, -1]) < 0.2
@@ -166,6 +168,6 @@ def test_every_tool_runs_on_the_handbuilt_model():
     model.metadata = {"handbuilt": True, "run_id": "hand"}
     small = evaluation_suite(task(5, 16), size=200, uniform_size=2000)
     record = analysis.measure(model, small, task(5, 16), None, None, "no snapshots", None, None)
-    claims = {c.key: c for c in analysis.claims(record)}
+    claims = {c.key: c for c in analysis.hypotheses(record)}
     assert claims["accuracy"].holds and claims["weakest_family"].holds and claims["mlp0_steps"].holds
     assert all(c.verdict == ("not measured here" if c.value is None else c.verdict) for c in claims.values())

@@ -68,7 +68,7 @@ def test_a_barely_trained_model_fails_its_hypotheses(tmp_path, suite):
     from shared.tools.experiment import run_training
     p = {**hyperparameters(vars(training)), "max_steps": 60, "snapshots": 0, "device": "cpu"}
     young, _ = run_training(task(), p, tmp_path / "young.pt", progress=False)
-    claims = analysis.claims(analysis.measure(young, suite, task(), None, "no snapshots"))
+    claims = analysis.hypotheses(analysis.measure(young, suite, task(), None, "no snapshots"))
     verdicts = {c.key: c.verdict for c in claims}
     assert {k for k, v in verdicts.items() if v == "FAILS"} >= {"accuracy", "weakest_family", "algorithm"}
     assert verdicts["proved"] != "holds" and verdicts["formation"] == "not measured here"

@@ -123,7 +123,9 @@ def test_published_representatives_are_what_their_summary_says(task):
             assert classify(measures, MECHANISMS[task]) == cls, (name, seed)
             for key in ("answer_attention", "selector_dla"):  # another machine's floats: a tolerance
                 assert measures[key] == pytest.approx(row[key], abs=0.01), (name, seed, key)
-            if "verified" in row:  # the published verdict on every input is the verifier's on this checkpoint
+            # the published verdict on every input is the verifier's on this checkpoint (the default recipe's: on
+            # several heads the verifier takes seconds, and tests/test_verify.py checks it there)
+            if "verified" in row and name == "default":
                 assert verify(model, TASKS[task].task()).status == row["verified"], (name, seed)
 
 

@@ -4,6 +4,7 @@ import torch
 from find_min.dataset import task as min_task
 from handbuilt import min_batch, min_model, min_then_move_model
 from shared import CheckpointError
+from shared.claims import formation_claim, formation_measurement
 from shared.checkpoint import load_snapshots, save_snapshots
 from shared.tools.experiment import run_training
 from shared.progress import (accuracies, attention_on_answer, composition, formation_record, formation_step,
@@ -87,4 +88,18 @@ def test_short_run_snapshots_show_learning(tmp_path):
     assert series["accuracy: uniform"][-1] > series["accuracy: uniform"][0] + 0.5
     assert series["QK rank correlation with value: L0H0"][-1] < -0.9
     assert record["formed structure"] is not None and record["last snapshot"] == snapshots[-1][0]
-    assert formation_record(None, [], "x", "y") == {"snapshots": None}
+    assert formation_record(None, [], "x", "y") == {"snapshots": None, "structure": "x", "accuracy measure": "y"}
+
+
+def test_a_formation_fail_says_how_far_the_structure_had_come():
+    steps, structure, accuracy = [0, 10, 20, 30], [0.0, 0.2, 0.9, 1.0], [0.0, 1.0, 1.0, 1.0]
+    record = {"snapshots": 4, "series": {"step": steps, "s": structure, "a": accuracy}, "structure": "s",
+              "accuracy measure": "a", "formed structure": formation_step(steps, structure),
+              "formed accuracy": formation_step(steps, accuracy), "last snapshot": 30}
+    claim, how_far = formation_claim(record), formation_measurement(record)
+    assert (claim.value, claim.verdict) == (10, "FAILS") and "formed at steps 20 and 10, 1 snapshot(s) apart" in claim.note
+    assert how_far.value == pytest.approx(0.2)  # at step 10 the structure was a fifth of the way
+    settled_last = dict(record, **{"formed structure": 30})
+    assert formation_claim(settled_last).verdict == "not measured here" and formation_measurement(settled_last).value is None
+    no_snapshots = formation_claim(formation_record(None, [], "s", "a"))
+    assert no_snapshots.verdict == "not measured here" and "'s' forms no later than 'a'" in no_snapshots.text

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from shared.published import class_counts, load_summary, representatives
-from shared.tools.sweep import parse_seeds, publish, summary_row
+from shared.tools.sweep import main, parse_seeds, publish, summary_row
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--n=4", "--V=16", "--d_model=32", "--d_head=32", "--max_steps=300", "--batch_size=256", "--lr=1e-2",
@@ -18,7 +18,7 @@ def sweep(*args, timeout=300):
                           timeout=timeout)
 
 
-def test_two_seeds_two_jobs_then_resume(tmp_path):
+def test_two_seeds_two_jobs_then_resume(tmp_path, capsys):
     run = sweep("find_min", "--seeds=0-1", "--jobs=2", f"--folder={tmp_path}", *TINY)
     assert run.returncode == 0, run.stderr[-2000:]
     assert {p.name for p in tmp_path.glob("seed*.pt")} == {"seed0.pt", "seed1.pt"}
@@ -34,8 +34,8 @@ def test_two_seeds_two_jobs_then_resume(tmp_path):
     assert "| seed | uniform (100,000) | weakest family |" in run.stdout
     assert "mechanisms: 2/2 one head selects in layer 0" in run.stdout
     before = {p: p.stat().st_mtime_ns for p in tmp_path.glob("seed*.pt")}
-    again = sweep("find_min", "--seeds=0-1", "--jobs=2", f"--folder={tmp_path}", *TINY)
-    assert again.returncode == 0 and "2 seed(s) already trained with this recipe" in again.stdout
+    main(["find_min", "--seeds=0-1", "--jobs=2", f"--folder={tmp_path}", *TINY])  # the same command again, in-process
+    assert "2 seed(s) already trained with this recipe" in capsys.readouterr().out
     assert {p: p.stat().st_mtime_ns for p in tmp_path.glob("seed*.pt")} == before  # nothing retrained
 
 
@@ -53,9 +53,19 @@ def test_two_seeds_two_jobs_then_resume(tmp_path):
     (["find_min", "--seeds=0", "--name=.."], "--name=..: use letters, digits"),
 ])
 def test_bad_input_is_refused_with_one_line(args, message, tmp_path):
-    run = sweep(*args, f"--folder={tmp_path / 'out'}", timeout=120)
+    """Every refusal is one line, before anything runs (checked in-process: parse_args is all the command runs first;
+    the command line itself is checked once, below)."""
+    from shared.tools.sweep import parse_args
+    with pytest.raises(SystemExit) as refused:
+        parse_args([*args, f"--folder={tmp_path / 'out'}"])
+    text = str(refused.value.code)
+    assert message in text and "\n" not in text and not (tmp_path / "out").exists()
+
+
+def test_the_command_line_refuses_in_one_line(tmp_path):
+    run = sweep("find_min", "--seeds=5-2", f"--folder={tmp_path / 'out'}", timeout=120)
     lines = run.stderr.strip().splitlines()
-    assert run.returncode != 0 and len(lines) == 1 and message in lines[0], run.stderr
+    assert run.returncode != 0 and len(lines) == 1 and "empty range" in lines[0], run.stderr
     assert not (tmp_path / "out").exists()
 
 

@@ -21,3 +21,18 @@ def test_every_family_is_in_the_token_format(name):
     if T.order_statistic is not None:
         values = tokens[:, :-1]
         assert torch.equal(T.answer(values), values.sort(-1).values[:, T.order_statistic])
+
+
+def test_collecting_mistakes_finds_exactly_the_wrong_lists():
+    """min_model answers the minimum; asked for the maximum, it is wrong exactly where the two differ."""
+    from handbuilt import min_model
+
+    from shared.tasks import ListTask, collect_mistakes
+    uniform = lambda size, n, V, gen: torch.randint(0, V, (size, n), generator=gen)
+    maximum = ListTask("max", lambda v: v.max(-1).values, uniform, lambda *a: {}, uniform, 4, 8)
+    found = collect_mistakes(min_model(4, 8), maximum, lists=3000, chunk=1000)
+    assert found and all(max(values) == target and min(values) == predicted != target
+                         for _, values, target, predicted in found)
+    gen = torch.Generator().manual_seed(10_007)
+    values = torch.cat([maximum.sample_batch(1000, gen)[0][:, :-1] for _ in range(3)])
+    assert len(found) == (values.max(-1).values != values.min(-1).values).sum().item()
