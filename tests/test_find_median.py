@@ -161,13 +161,13 @@ def test_mlp0_reading_of_the_handbuilt_model():
 
 
 def test_every_tool_runs_on_the_handbuilt_model():
-    """The whole analysis on the hand-built model at n = 5, V = 16 (every section measured, in-process): it is
+    """The whole analysis on the hand-built model at n = 5, V = 8 (every section measured, in-process): it is
     right on every family, its MLP 0 reads as steps, and no verdict contradicts its own value."""
     from find_median.handbuilt import handbuilt_model
-    model = handbuilt_model(5, 16)
+    model = handbuilt_model(5, 8)
     model.metadata = {"handbuilt": True, "run_id": "hand"}
-    small = evaluation_suite(task(5, 16), size=200, uniform_size=2000)
-    record = analysis.measure(model, small, task(5, 16), None, None, "no snapshots", None, None)
+    small = evaluation_suite(task(5, 8), size=200, uniform_size=2000)
+    record = analysis.measure(model, small, task(5, 8), None, None, "no snapshots", None, None)
     claims = {c.key: c for c in analysis.hypotheses(record)}
     assert claims["accuracy"].holds and claims["weakest_family"].holds and claims["mlp0_steps"].holds
     assert all(c.verdict == ("not measured here" if c.value is None else c.verdict) for c in claims.values())
