@@ -16,6 +16,8 @@ from shared import circuits as C
 from shared import load_checkpoint
 from shared.tasks import evaluation_suite, family_accuracies
 
+from conftest import committed_run
+
 ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINT = ROOT / "find_median/checkpoints/model.pt"
 
@@ -68,21 +70,28 @@ def test_direct_logits_sum_to_the_logits(model, suite):
     assert torch.allclose(total, logits, atol=1e-3)
 
 
-def test_the_committed_program_is_this_runs_and_round_trips(model):
+@pytest.fixture(scope="module")
+def program(model):
+    """The program of this checkpoint's run: the committed one, or (after a retrain) fitted now."""
+    return E.load_or_fit(model, task(), CHECKPOINT)[0]
+
+
+def test_the_saved_program_is_this_runs_and_round_trips(model, program):
+    """The program beside the committed checkpoint was fitted to it; after a retrain it is refused, not misread."""
     saved = json.loads(E.saved_path(CHECKPOINT).read_text())
-    assert saved["run_id"] == model.metadata["run_id"]
-    program = E.load_saved(model, CHECKPOINT)
-    assert program is not None and program.count() == sum(len(v) for v in saved["program"].values()
-                                                          if isinstance(v, list))
+    if committed_run("find_median"):
+        assert saved["run_id"] == model.metadata["run_id"]
+        assert program.count() == sum(len(v) for v in saved["program"].values() if isinstance(v, list))
+    else:
+        assert E.load_saved(model, CHECKPOINT) is None
     again = E.Explanation.from_json(program.to_json())
     assert all(torch.equal(a, b) for a, b in zip(program.numbers().values(), again.numbers().values()))
 
 
-def test_the_program_computes_from_its_numbers_alone(model, suite):
+def test_the_program_computes_from_its_numbers_alone(model, suite, program):
     """The program keeps no model: its logits and attention come from its tables, and term 1 is the model's own
     layer-0 attention, exactly; substituted into the model term by term, every term in place leaves the model's
     answers on uniform lists."""
-    program = E.load_saved(model, CHECKPOINT)
     assert not any(isinstance(v, torch.nn.Module) for v in vars(program).values())
     tokens = suite.uniform[0][:1000]
     _, cache = model.run_with_cache(tokens, names_filter="blocks.0.attn.hook_pattern")
