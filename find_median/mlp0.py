@@ -334,7 +334,7 @@ def tests_table(substituted, resampled) -> str:
     keys = [k for k in next(iter(resampled.values())) if k.endswith(" kept")]
     header = ["family", "model accuracy", "(a) important betas their fitted shapes: accuracy", "loss recovered",
               f"(a') shapes, exact within {TRANSITION} of each threshold: accuracy", "loss recovered",
-              "(b) loss, MLP 0 from any list"] + [f"(b) MLP 0 from a list with the same {k[:-5]}: loss, share of the "
+              "(b) loss, MLP 0 from any list"] + [f"(b) MLP 0 from a list that shares {k[:-5]}: loss, share of the "
                                                  "control's loss avoided" for k in keys]
     rows = []
     for family, sub in substituted.items():
