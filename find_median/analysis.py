@@ -14,12 +14,12 @@ from shared import circuits as C
 from shared import faithfulness as faith
 from shared import measures as M
 from shared.ablation import ablated_accuracy, path_ablated_accuracy
-from shared.tables import markdown_table, num, pct
 from shared.claims import (ALMOST_ALL, BAR_FAMILY, BAR_UNIFORM, COMPLETE, MOST, Claim, Measurement, accuracy_claims,
                            faithfulness_claim, formation_claim, formation_measurement)
 from shared.components import components, head_name, mlp_name
 from shared.progress import accuracies, attention_on_answer, composition, formation_record, head_ablations
-from shared.tasks import answer_positions, collect_mistakes, evaluation_suite, family_accuracies, family_answers
+from shared.tables import markdown_table, num, pct
+from shared.tasks import answer_positions, collect_mistakes, evaluation_suite, family_answers, to_tokens, uniform_values
 from shared.verify import verify
 
 from . import mlp0 as mlp0_reading
@@ -27,7 +27,6 @@ from .dataset import TASK, median_swap_pairs, task
 
 EDGE = 8  # "near the ends of the range": medians and OV rows within EDGE values of 0 or V-1 (V // 4 for V < 32)
 SAMPLE = 5000  # uniform lists for the attention, ablation, direct-logit and composition measures
-
 
 
 @torch.no_grad()
@@ -151,8 +150,8 @@ def measure_mlps(model, suite, record, fit_size: int = 10000) -> dict:
     if cfg.d_mlp is None or record.get("scores") is None:
         return {"explained": None, "last MLP reads": None}
     n = suite.uniform[0].shape[1] - 1
-    values = torch.randint(0, V, (fit_size, n), generator=torch.Generator().manual_seed(11))
-    tokens = torch.cat([values, torch.full((fit_size, 1), V)], 1)
+    values = uniform_values(fit_size, n, V, torch.Generator().manual_seed(11))
+    tokens = to_tokens(values, V)
     hooks = [f"blocks.{l}.hook_mlp_out" for l in range(cfg.n_layers)]
     _, cache = model.run_with_cache(tokens, names_filter=hooks + [f"blocks.{sel[0]}.attn.hook_attn_scores"])
     selected = values[torch.arange(fit_size), cache["attn_scores", sel[0]][:, sel[1], -1, :-1].argmax(-1)]
@@ -303,10 +302,9 @@ def measure_handbuilt(model, other, task, mlp0=None) -> dict:
     small = evaluation_suite(task, size=500, uniform_size=10000, seed=3)
     loaded_is_built = bool(model.metadata.get("handbuilt"))
     built, learnt = (model, other) if loaded_is_built else (other, model)
-    both = {"hand-built": family_answers(built, small), "trained": family_answers(learnt, small)}
+    correct = M.correctness(built, small)
+    both = {"hand-built": correct["answers"], "trained": family_answers(learnt, small)}
     answers = {label: {f: predicted for f, (predicted, _) in found.items()} for label, found in both.items()}
-    accuracy = family_accuracies(built, small, answers["hand-built"])
-    weakest = min(small.others(), key=accuracy.get)
     right = torch.cat([answers["trained"][f] == small[f][1] for f in small])
     same = torch.cat([answers["hand-built"][f] == answers["trained"][f] for f in small])
     readings = {}
@@ -317,8 +315,8 @@ def measure_handbuilt(model, other, task, mlp0=None) -> dict:
             readings[label] = str(error)
     return {"handbuilt": {"suite": small, "models": {"hand-built": built, "trained": learnt}, "answers": both,
                           "readings": readings, "loaded is hand-built": loaded_is_built},
-            "built uniform": accuracy[small.uniform_label], "built weakest": weakest,
-            "built weakest accuracy": accuracy[weakest], "built agrees": same[right].float().mean().item()}
+            "built uniform": correct["accuracy"], "built weakest": correct["weakest family"],
+            "built weakest accuracy": correct["weakest accuracy"], "built agrees": same[right].float().mean().item()}
 
 
 # --------------------------------------------------------------------------------------------------- claims
@@ -402,12 +400,14 @@ def mlp_claims(r) -> list:
     last = max(explained) if explained else None
     head_share = reads[r["S"]] if reads and r["S"] in reads else None
     others = max((v for k, v in reads.items() if k != r["S"]), default=None) if reads else None
+    not_linear = e(0, "median") - e(0, "histogram") if explained else None
+    head_most = head_share - others if None not in (head_share, others) else None
     return [
         Claim("mlp0_median", "MLP 0's SEP output is mostly a function of the median: variance a lookup of the median "
               "explains", e(0, "median"), ">", MOST, "'mostly' means more than half", note=note),
         Claim("mlp0_not_linear", "MLP 0 does not just pass the average on: a lookup of the median explains more of its "
-              "SEP output than a linear map of the list's histogram (what layer 0's average holds): the difference", None if not explained else e(0, "median") - e(0, "histogram"), ">", 0.0,
-              "'more than' means a positive difference", note=note),
+              "SEP output than a linear map of the list's histogram (what layer 0's average holds): the difference",
+              not_linear, ">", 0.0, "'more than' means a positive difference", note=note),
         Claim("mlp_last_median", f"MLP {last}'s SEP output is mostly a function of the median too: variance a lookup of "
               "the median explains", e(last, "median") if last else None, ">", MOST, "'mostly' means more than half",
               note=note),
@@ -415,8 +415,8 @@ def mlp_claims(r) -> list:
               f"variance at SEP that {S}'s output alone explains", head_share, ">", MOST,
               "'mostly' means more than half", note=note),
         Claim("mlp_last_reads_head_most", f"MLP {last}'s neurons read {S}'s copy more than any other writer: the "
-              f"share {S}'s output explains minus the largest share another earlier component's explains", None if head_share is None else head_share - others, ">", 0.0,
-              "'more than' means a positive difference", note=note),
+              f"share {S}'s output explains minus the largest share another earlier component's explains", head_most,
+              ">", 0.0, "'more than' means a positive difference", note=note),
         faithfulness_claim(r["on median"], f"every path, {S} attending only to the median", "faithful", note=note),
     ]
 
@@ -428,7 +428,7 @@ def mlp0_claims(r) -> list:
     value = {}
     if reading:
         summary, sub, res = mlp0_reading.step_summary(reading), r["substituted"], r["resampled"]
-        weakest = min(sub.others(), key=lambda f: sub[f]["accuracy"])
+        weakest = sub.weakest("accuracy")
         value = {"attention": max(e for _, e in r["uniformity"].values()), "steps": summary["step_share"],
                  "fit": summary["step_r2"], "next": mlp0_reading.median_indicator_share(reading, within=1),
                  "sub": sub[sub.uniform_label]["accuracy"], "worst": sub[weakest]["accuracy"], "weakest": weakest,
@@ -566,7 +566,7 @@ def mlp0_measurements(r) -> list:
     peaks = torch.stack([torch.nan_to_num(scores[m], nan=-float("inf")).argmax() for m in rows])
     pooled = [v for f, v in snap.items() if f != snap.uniform_label and v["agree shared"] == v["agree shared"]
               and v["agree alone"] == v["agree alone"]]
-    weakest = min(sub.others(), key=lambda f: sub[f]["accuracy"])
+    weakest = sub.weakest("accuracy")
     res = r["resampled"]
     return [Measurement("mlp0_important", f"neurons of MLP 0 whose mean-ablation alone at SEP costs >= "
                         f"{mlp0_reading.IMPORTANT} loss", len(reading["important"])),
@@ -639,7 +639,7 @@ def program_claims(r) -> list:
     mistakes among its own, and short."""
     fid, note = r.get("fidelity"), r.get("program note", "")
     get = lambda fn: fn() if fid else None
-    worst = lambda: min(fid.others(), key=lambda f: fid[f]["accuracy"])
+    worst = lambda: fid.weakest("accuracy")
     mistakes = r.get("on mistakes") or {}
     return [
         Claim("program_uniform", "the program (find_median/explanation.py) is as right as the bar on fresh uniform "
@@ -658,7 +658,6 @@ def program_claims(r) -> list:
         Claim("program_short", "the program is short: how many numbers it holds", r["program"].count() if fid else None,
               "<=", 2000, "a fifteenth of the model's 29,600 parameters, as issue 27 asks", note=note),
     ]
-
 
 
 def mlp_reading_table(r) -> str:
@@ -697,10 +696,11 @@ def explore(model, tokens, cache, view, context: dict):
     marked where it differs from the model (context: a notebook record with its MLP 0 reading and program)."""
     if model.cfg.n_layers < 2:
         return
-    sel = context.get("sel") or (1, 0)
+    sel = context.get("sel") or C.head_most_on(model, tokens, answer_positions(tokens, torch.tensor([view.truth])),
+                                               range(1, model.cfg.n_layers))[0]
     view.readings[f"{head_name(*sel)} score"] = cache["attn_scores", sel[0]][0, sel[1], -1].tolist()
     reading = context.get("mlp0")
-    if reading and cache is not None:
+    if reading:
         post = cache["blocks.0.mlp.hook_post"][0, -1]
         fire = lambda j: "fires" if post[j] > 0 else "silent"
         view.lines.append("MLP 0's read neurons at SEP: " + "; ".join(
@@ -710,9 +710,10 @@ def explore(model, tokens, cache, view, context: dict):
         attention = program.attention(tokens)[0]
         answer = program.logits(tokens)[0].argmax().item()
         view.readings["program's attention"] = attention.tolist()
+        distance = C.attention_distance(attention[None], cache["pattern", sel[0]][:, sel[1], -1])
         view.lines.append(f"the program (section 6) answers {answer}" + (" like the model" if answer == view.answer else
-                          f", **not the model's {view.answer}**") + "; its attention differs from the head's by "
-                          f"{0.5 * (attention - cache['pattern', sel[0]][0, sel[1], -1]).abs().sum().item():.2f} (TV)")
+                          f", **not the model's {view.answer}**") + f"; its attention differs from the head's by "
+                          f"{distance:.2f} (TV)")
 
 
 def explore_context(model, checkpoint) -> dict:

@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from shared import circuits as C  # noqa: E402
 from shared.ablation import Patch, run_patched  # noqa: E402
 from shared.tables import markdown_table, num, pct  # noqa: E402
+from shared.tasks import to_tokens, uniform_values  # noqa: E402
 
 SPREAD = 8  # the copy's spread reaches this many values either side of the attended one
 TABLES = {"average_value": "s0", "average_position": "p0", "score_value": "B", "score_median": "G",
@@ -148,22 +149,31 @@ def average_from_weights(model, program: Explanation):
     program.average_position = scores[:, 0] - scores[0, 0]
 
 
+# what a run must keep for direct_parts: the selecting head's pattern, its output, and what the rest writes
+PARTS = ["blocks.1.attn.hook_pattern", "blocks.1.hook_attn_out", "blocks.1.hook_resid_pre", "blocks.1.hook_mlp_out"]
+
+
+def direct_parts(model, run) -> tuple:
+    """(the selecting head's SEP attention, its direct logits at SEP, everything else's: MLP 1, layer 0, the
+    embeddings and b_U) from a run's activations of PARTS; with no final LayerNorm the two logits sum to the model's."""
+    head = run["blocks.1.hook_attn_out"][:, -1] @ model.W_U
+    rest = (run["blocks.1.hook_resid_pre"][:, -1] + run["blocks.1.hook_mlp_out"][:, -1]) @ model.W_U + model.b_U
+    return run["blocks.1.attn.hook_pattern"][:, 0, -1], head, rest
+
+
 @torch.no_grad()
 def targets_of(model, tokens) -> dict:
     """What the program's terms are fitted to, from one run of the model: its logits, the selecting head's SEP
-    attention, and the direct logits of the head and of everything else (MLP 1, layer 0, the embeddings, b_U)."""
-    names = ["blocks.1.attn.hook_pattern", "blocks.1.hook_attn_out", "blocks.1.hook_resid_pre",
-             "blocks.1.hook_mlp_out"]
-    logits, cache = model.run_with_cache(tokens, names_filter=names)
-    head = cache["blocks.1.hook_attn_out"][:, -1] @ model.W_U
-    rest = (cache["blocks.1.hook_resid_pre"][:, -1] + cache["blocks.1.hook_mlp_out"][:, -1]) @ model.W_U + model.b_U
-    return {"logits": logits[:, -1], "attention": cache["pattern", 1][:, 0, -1], "copy": head, "correction": rest}
+    attention, and the direct logits of the head and of everything else (direct_parts)."""
+    logits, cache = model.run_with_cache(tokens, names_filter=PARTS)
+    attention, head, rest = direct_parts(model, cache)
+    return {"logits": logits[:, -1], "attention": attention, "copy": head, "correction": rest}
 
 
 def training_lists(task, size: int, seed: int):
     """Lists to fit on: half fresh uniform, half the training mixture (uniform, balanced and hard lists)."""
     gen = torch.Generator().manual_seed(seed)
-    uniform = task.batch(torch.randint(0, task.V, (size // 2, task.n), generator=gen))[0]
+    uniform = task.batch(uniform_values(size // 2, task.n, task.V, gen))[0]
     return torch.cat([uniform, task.sample_batch(size - size // 2, gen)[0]])
 
 
@@ -241,7 +251,7 @@ def on_mistakes(program: Explanation, wrong) -> dict:
     too, and how often it gives the model's wrong answer."""
     if not wrong:
         return {"mistakes": 0, "program wrong": None, "same wrong answer": None}
-    tokens = torch.tensor([values + [program.V] for _, values, _, _ in wrong])
+    tokens = to_tokens(torch.tensor([values for _, values, _, _ in wrong]), program.V)
     answers = program.logits(tokens).argmax(-1)
     targets, predicted = torch.tensor([w[2] for w in wrong]), torch.tensor([w[3] for w in wrong])
     return {"mistakes": len(wrong), "program wrong": (answers != targets).float().mean().item(),
@@ -265,7 +275,7 @@ TERMS = {"average": "layer 0's SEP attention", "middle": "MLP 0 at SEP", "keys":
 @torch.no_grad()
 def donors_output(model, donors, positions):
     """MLP 0's output at `positions` on donor lists [batch, n] (their SEP appended)."""
-    tokens = torch.cat([donors, torch.full((len(donors), 1), model.cfg.d_vocab_out)], 1)
+    tokens = to_tokens(donors, model.cfg.d_vocab_out)
     return model.run_with_cache(tokens, names_filter="blocks.0.hook_mlp_out", stop_at_layer=1)[1][
         "blocks.0.hook_mlp_out"][:, positions]
 
@@ -311,12 +321,9 @@ def substituted_logits(program, model, tokens, terms, gen, ablate: bool = False)
     """[batch, V]: the model's SEP logits with the program's terms among `terms` in their components' place (or
     those components mean-ablated): terms 1-4 as patches, terms 5 and 6 in place of the selecting head's direct
     logits and of everything else's (the model has no final LayerNorm, so its logits are the sum of the two)."""
-    names = ["blocks.1.attn.hook_pattern", "blocks.1.hook_attn_out", "blocks.1.hook_resid_pre", "blocks.1.hook_mlp_out"]
     logits, run = run_patched(model, tokens, term_patches(program, model, tokens, terms, gen, ablate), last_only=False,
-                              keep=names)
-    logits, attention = logits[:, -1], run["blocks.1.attn.hook_pattern"][:, 0, -1]
-    head = run["blocks.1.hook_attn_out"][:, -1] @ model.W_U
-    rest = (run["blocks.1.hook_resid_pre"][:, -1] + run["blocks.1.hook_mlp_out"][:, -1]) @ model.W_U + model.b_U
+                              keep=PARTS)
+    logits, (attention, head, rest) = logits[:, -1], direct_parts(model, run)
     if "copy" in terms:
         logits = logits - head + (head.mean(0) if ablate else program.copy(tokens, attention))
     if "correct" in terms:
@@ -331,8 +338,7 @@ def substitution_table(program, model, suite, seed: int = 0) -> dict:
     recovered is against the same components mean-ablated (their mean over those lists): 1 when the term does what
     the component does, 0 when it does no better than its mean."""
     from shared.faithfulness import recovered
-    names, sizes = list(TERMS), [len(y) for _, y in suite.values()]
-    tokens, targets = (torch.cat([pair[i] for pair in suite.values()]) for i in (0, 1))
+    names, (tokens, targets, sizes) = list(TERMS), suite.joined()
     per_family = lambda x: x.split(sizes)
     losses = lambda logits: (per_family(F.cross_entropy(logits, targets, reduction="none")),
                              per_family((logits.argmax(-1) == targets).float()))
@@ -355,7 +361,7 @@ def substitution_markdown(rows: dict) -> str:
     """Markdown: per row, accuracy and loss recovered on uniform lists and on the family where the term keeps least."""
     table = []
     for label, row in rows.items():
-        uniform, worst = row.uniform_label, min(row.others(), key=lambda f: row[f][0])
+        uniform, worst = row.uniform_label, row.weakest(0)
         table.append([label, pct(row[uniform][0]), pct(row[uniform][1]), worst, pct(row[worst][0]), pct(row[worst][1])])
     return markdown_table(["terms in their components' place", "uniform: accuracy", "uniform: loss recovered",
                            "family where accuracy is least", "its accuracy", "its loss recovered"], table, "lrrlrr")
@@ -382,8 +388,7 @@ def mlp1_corrections(model, suite) -> dict:
     """{family: how often MLP 1 changes the answer the rest of the model's direct logits give (the selecting head's
     copy, layer 0, the embeddings), and how often the answer it changes to is the right one}: what MLP 1 corrects,
     and when (every family's lists in one run)."""
-    sizes = [len(y) for _, y in suite.values()]
-    tokens, targets = (torch.cat([pair[i] for pair in suite.values()]) for i in (0, 1))
+    tokens, targets, sizes = suite.joined()
     logits, cache = model.run_with_cache(tokens, names_filter="blocks.1.hook_mlp_out")
     final = logits[:, -1].argmax(-1)
     without = (logits[:, -1] - cache["blocks.1.hook_mlp_out"][:, -1] @ model.W_U).argmax(-1)
@@ -453,6 +458,29 @@ def load_or_fit(model, task, checkpoint) -> tuple:
     return fit(model, task), "fitted now (no saved program for this run)"
 
 
+
+def term_shapes(program: Explanation) -> dict:
+    """A few numbers that say what kind each fitted term is (compared across seeds): where the score's bump around
+    the median peaks, how much of the copy lands on the attended value's neighbours, where MLP 1's pull peaks and how
+    wide it is."""
+    window = torch.arange(-SPREAD, SPREAD + 1)
+    around = lambda table: table[program.V - 1 + window]
+    pull = around(program.fix_median)
+    copy_here = program.copy_gain.mean() + program.copy_spread[SPREAD]
+    return {"score peak offset": window[around(program.score_median).argmax()].item(),
+            "copy on neighbours": ((program.copy_spread[SPREAD - 1] + program.copy_spread[SPREAD + 1]) / 2 / copy_here).item(),
+            "correction peak offset": window[pull.argmax()].item(),
+            "correction width": int((pull > pull.max() / 2).sum())}
+
+
+def substitution_by_family(rows: dict) -> str:
+    """Markdown: every row of substitution_table on every family, 'accuracy (loss recovered)', families by key."""
+    first = next(iter(rows.values()))
+    keys = {label: key for key, label in first.labels.items()}
+    table = [[label] + [f"{pct(row[f][0], 1)} ({pct(row[f][1], 0)})" for f in row] for label, row in rows.items()]
+    return markdown_table(["terms in place"] + [keys.get(f, f) for f in first], table)
+
+
 def main(argv=None):
     from shared import load_checkpoint
     from shared.tasks import collect_mistakes, evaluation_suite, family_predictions, mistakes
@@ -478,25 +506,3 @@ def main(argv=None):
 
 if __name__ == "__main__":
     main()
-
-
-def term_shapes(program: Explanation) -> dict:
-    """A few numbers that say what kind each fitted term is (compared across seeds): where the score's bump around
-    the median peaks, how much of the copy lands on the attended value's neighbours, where MLP 1's pull peaks and how
-    wide it is."""
-    window = torch.arange(-SPREAD, SPREAD + 1)
-    around = lambda table: table[program.V - 1 + window]
-    pull = around(program.fix_median)
-    copy_here = program.copy_gain.mean() + program.copy_spread[SPREAD]
-    return {"score peak offset": window[around(program.score_median).argmax()].item(),
-            "copy on neighbours": ((program.copy_spread[SPREAD - 1] + program.copy_spread[SPREAD + 1]) / 2 / copy_here).item(),
-            "correction peak offset": window[pull.argmax()].item(),
-            "correction width": int((pull > pull.max() / 2).sum())}
-
-
-def substitution_by_family(rows: dict) -> str:
-    """Markdown: every row of substitution_table on every family, 'accuracy (loss recovered)', families by key."""
-    first = next(iter(rows.values()))
-    keys = {label: key for key, label in first.labels.items()}
-    table = [[label] + [f"{pct(row[f][0], 1)} ({pct(row[f][1], 0)})" for f in row] for label, row in rows.items()]
-    return markdown_table(["terms in place"] + [keys.get(f, f) for f in first], table)

@@ -228,7 +228,7 @@ def resample_tests(model, suite, seed: int = 0, size: int = 500) -> dict:
         def swapped(donors):
             donor = model.run_with_cache(to_tokens(donors, V), names_filter=hook)[1][hook][:, -1]
             return loss_and_accuracy(run_patched(model, x, [Patch(hook, (slice(None), -1), donor)])[:, -1], y)[0]
-        control = swapped(torch.randint(0, V, x[:, :-1].shape, generator=gen))
+        control = swapped(uniform_values(len(x), x.shape[1] - 1, V, gen))
         row = {"model loss": loss, "any list": control}
         for name, keep in MIDDLES.items():
             row[name] = swapped(same_middle(x[:, :-1], keep, V, gen))

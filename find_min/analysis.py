@@ -26,7 +26,6 @@ from .dataset import task
 SAMPLE = 20000  # uniform lists for the attention, ablation and algorithm measures
 
 
-
 @torch.no_grad()
 def measure_selection(model, suite) -> dict:
     """Section 2: the head whose SEP attention lands most on the minimum, its share there on uniform lists and on
@@ -142,7 +141,7 @@ def hypotheses(record) -> list:
 
 def measurements(record) -> list:
     """What the sections show beside their hypotheses, never counted."""
-    worst = min(record["faithfulness"], key=lambda f: record["faithfulness"][f]["loss recovered"])
+    worst = faith.weakest_family(record["faithfulness"])
     return [
         Measurement("errors", f"wrong answers over all {record['inputs']:,} inputs of the suite", record["errors"]),
         Measurement("qk_rank", f"{record['name']}'s QK rank correlation with the key's value (worst position)",
@@ -171,13 +170,11 @@ def explore(model, tokens, cache, view, context: dict):
     """shared.explore's readings for one list: the examined head's QK score from SEP per key and the margin of the
     best key over the runner-up (context: a notebook record, whose head it is; else the head most on the minimum
     of this list)."""
-    values, answer = tokens[0, :-1], view.truth
+    values = tokens[0, :-1]
     if "layer" in context:
         layer, head = context["layer"], context["head"]
     else:
-        shares = {(l, h): cache["pattern", l][0, h, -1, :-1][values == answer].sum().item()
-                  for l in range(model.cfg.n_layers) for h in range(model.cfg.n_heads)}
-        layer, head = max(shares, key=shares.get)
+        layer, head = C.head_most_on(model, tokens, answer_positions(tokens, torch.tensor([view.truth])))[0]
     scores = cache["attn_scores", layer][0, head, -1]
     view.readings[f"{head_name(layer, head)} score"] = scores.tolist()
     best, second = scores[:-1].topk(2).values.tolist() if len(values) > 1 else (scores[0].item(), scores[0].item())

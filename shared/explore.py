@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from .components import head_name
+from .tasks import task_of, to_tokens
 
 TOP = 5  # the top probabilities shown
 
@@ -61,8 +62,11 @@ def run_on(model, values, task=None, context=None):
     context: what the task's readings may reuse (e.g. a notebook's record: the head it examines, a fitted program)."""
     n, V = model.cfg.n_ctx - 1, model.cfg.d_vocab_out
     values = parse(values, n, V)
-    task = task or task_of(model)
-    tokens = torch.tensor([values + [V]])
+    try:
+        task = task or task_of(model)
+    except ValueError as error:
+        raise BadList(str(error)) from None
+    tokens = to_tokens(torch.tensor([values]), V)
     logits, cache = model.run_with_cache(tokens)
     probabilities = logits[0, -1].softmax(-1)
     top = probabilities.topk(min(TOP, V))
@@ -76,13 +80,9 @@ def run_on(model, values, task=None, context=None):
     return view, tokens, logits, cache
 
 
-def task_of(model):
-    """The ListTask of the task folder a checkpoint names, at the checkpoint's n and V."""
-    name = model.metadata.get("task") if hasattr(model, "metadata") else None
-    try:
-        return importlib.import_module(f"{name}.dataset").task(model.cfg.n_ctx - 1, model.cfg.d_vocab_out)
-    except (ImportError, TypeError):
-        raise BadList(f"the checkpoint names task {name!r}, which has no <task>/dataset.py here") from None
+def position_labels(view: View) -> list:
+    """'value (position)' for each key, then 'SEP (n)': how every view labels the positions."""
+    return [f"{v} ({i})" for i, v in enumerate(view.values)] + [f"SEP ({len(view.values)})"]
 
 
 def bar(share: float, width: int = 20) -> str:
@@ -91,7 +91,7 @@ def bar(share: float, width: int = 20) -> str:
 
 def text(view: View) -> str:
     """The view for a terminal: the answers, the top probabilities, and per head a labelled bar per position."""
-    labels = [f"{v} ({i})" for i, v in enumerate(view.values)] + [f"SEP ({len(view.values)})"]
+    labels = position_labels(view)
     lines = [f"list: {' '.join(map(str, view.values))}",
              f"model's answer: {view.answer}; true answer: {view.truth}" + ("" if view.answer == view.truth else
                                                                             "  <- the model is wrong here"),
@@ -107,7 +107,7 @@ def text(view: View) -> str:
 def figure(view: View, title: str = ""):
     """The view as a figure: one panel per head, SEP's attention over the positions, labelled 'value (position)'."""
     import matplotlib.pyplot as plt
-    labels = [f"{v} ({i})" for i, v in enumerate(view.values)] + [f"SEP ({len(view.values)})"]
+    labels = position_labels(view)
     fig, axes = plt.subplots(1, len(view.attention), figsize=(3.2 * len(view.attention) + 1, 2.8), squeeze=False,
                              constrained_layout=True)
     for ax, (name, row) in zip(axes[0], view.attention.items()):
@@ -129,7 +129,7 @@ def show(view: View):
     fig = figure(view)
     display(fig)
     plt.close(fig)
-    labels = [f"{v} ({i})" for i, v in enumerate(view.values)] + [f"SEP ({len(view.values)})"]
+    labels = position_labels(view)
     table = markdown_table(["", *labels], [[name, *(f"{x:.2f}" for x in row)] for name, row in
                                            {**view.attention, **view.readings}.items()]) if view.readings else ""
     display(Markdown("\n\n".join([

@@ -21,10 +21,10 @@ def correctness(model, suite, keep=None) -> dict:
     answers = family_answers(model, suite, keep, kept)
     predictions = {name: predicted for name, (predicted, _) in answers.items()}
     accuracies = family_accuracies(model, suite, predictions)
-    weakest = min(suite.others(), key=accuracies.get)
+    weakest = suite.like(accuracies).weakest()
     wrong = mistakes(suite, predictions, limit=10 ** 9)
-    return {"kept": kept, "answers": answers, "predictions": predictions, "accuracies": accuracies, "uniform lists": len(suite.uniform[1]),
-            "accuracy": accuracies[suite.uniform_label], "weakest family": weakest,
+    return {"kept": kept, "answers": answers, "predictions": predictions, "accuracies": accuracies,
+            "uniform lists": len(suite.uniform[1]), "accuracy": accuracies[suite.uniform_label], "weakest family": weakest,
             "weakest accuracy": accuracies[weakest], "mistakes": wrong,
             "inputs": sum(len(y) for _, y in suite.values()), "errors": len(wrong)}
 
@@ -34,10 +34,6 @@ def architecture(model) -> str:
     return (f"{cfg.n_layers} layer(s) x {cfg.n_heads} head(s), "
             f"{'MLP ' + str(cfg.d_mlp) if cfg.d_mlp else 'attention-only'}, "
             f"{'LayerNorm' if cfg.normalization_type else 'no LayerNorm'}")
-
-
-def heads(model) -> list:
-    return [(l, h) for l in range(model.cfg.n_layers) for h in range(model.cfg.n_heads)]
 
 
 def most_frequent_answer_rate(targets) -> float:

@@ -9,13 +9,13 @@ from pathlib import Path
 
 from .checkpoint import load_checkpoint
 from .claims import FAILS, HOLDS, shown
-
-MEASURED = "measured"  # the verdict column of a measurement's rows
 from .tables import markdown_table, pct
 
+MEASURED = "measured"  # the verdict column of a measurement's rows
 ROOT = Path(__file__).resolve().parent.parent
 PUBLISHED = "across_seeds"  # <task>/across_seeds/
 NOT_RECIPE = ("seed", "out", "snapshots", "device")  # set per run, not part of a recipe
+KINDS = (bool, int, float, str, type(None))  # what a hyperparameter's value may be
 
 
 def task_names() -> list:
@@ -24,11 +24,14 @@ def task_names() -> list:
     return sorted(p.parent.name for p in ROOT.glob("*/training.py") if (p.parent / "dataset.py").is_file())
 
 
+def hyperparameters(g: dict) -> dict:
+    """The plain-valued, public names of a script's globals: its hyperparameters, what --name=value may override."""
+    return {k: v for k, v in g.items() if not k.startswith("_") and type(v) in KINDS}
+
+
 def defaults(task: str) -> dict:
-    """training.py's hyperparameters (its plain module-level values)."""
-    module = importlib.import_module(f"{task}.training")
-    kinds = (bool, int, float, str, type(None))
-    return {k: v for k, v in vars(module).items() if not k.startswith("_") and type(v) in kinds}
+    """training.py's hyperparameters."""
+    return hyperparameters(vars(importlib.import_module(f"{task}.training")))
 
 
 def read_csv(path) -> list:

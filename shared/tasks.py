@@ -3,6 +3,7 @@
 A sample is the token sequence [x_1, ..., x_n, SEP] with values 0..V-1 and SEP = V, so d_vocab = V + 1 and
 d_vocab_out = V; the answer is read from the logits at the last position (SEP).
 """
+import importlib
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Callable, Optional
@@ -34,6 +35,17 @@ def last_logits(model, tokens, batch_size: int = 8192, keep=None, kept=None):
             logits = model(x.to(device), last_only=True)
         chunks.append(logits[:, -1].cpu())
     return torch.cat(chunks)
+
+
+def task_of(model):
+    """The ListTask a checkpoint was trained for, found by convention: <its metadata's task>/dataset.py's task(n, V)
+    at the checkpoint's n and V (ValueError when no such folder is here)."""
+    name = model.metadata.get("task") if hasattr(model, "metadata") else None
+    try:
+        dataset = importlib.import_module(f"{name}.dataset")
+    except (ImportError, TypeError):
+        raise ValueError(f"the checkpoint names task {name!r}, which has no <task>/dataset.py here") from None
+    return dataset.task(model.cfg.n_ctx - 1, model.cfg.d_vocab_out)
 
 
 def loss_and_accuracy(logits, targets) -> tuple:
@@ -115,6 +127,17 @@ class Families(dict):
     def others(self) -> list:
         """The labels of every family but the suite's fresh uniform sample."""
         return [label for label in self if label != self.uniform_label]
+
+    def weakest(self, field=None) -> str:
+        """The label of the family, the fresh uniform sample aside, whose value (or value[field]) is least: where
+        an accuracy, a recovery or an agreement is lowest."""
+        return min(self.others(), key=lambda label: self[label] if field is None else self[label][field])
+
+    def joined(self) -> tuple:
+        """(tokens, targets, sizes): every family's inputs in one batch, in order, and how many each has (to split
+        a result back per family with .split(sizes))."""
+        sizes = [len(y) for _, y in self.values()]
+        return torch.cat([x for x, _ in self.values()]), torch.cat([y for _, y in self.values()]), sizes
 
     def like(self, values: dict) -> "Families":
         """Other values ({label: ...}, e.g. accuracies or faithfulness results) with these families' keys."""

@@ -12,13 +12,9 @@ import math
 import sys
 from pathlib import Path
 
-_KINDS = (bool, int, float, str, type(None))
+from ..published import KINDS, hyperparameters
+
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
-
-
-def hyperparameters(g: dict) -> dict:
-    """The plain-valued, public names of a module's globals: what may be overridden."""
-    return {k: v for k, v in g.items() if not k.startswith("_") and type(v) in _KINDS}
 
 
 def _parse(name, raw, current, *, zero_ok, at_most, choices, types):
@@ -74,7 +70,7 @@ def recipe_overrides(path) -> list:
             if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
                 raise ValueError
             value = ast.literal_eval(node.value)
-            if type(value) not in _KINDS:
+            if type(value) not in KINDS:
                 raise ValueError
         except ValueError:
             raise SystemExit(f"error: recipe {path}, line {node.lineno}: expected name = a number, string, True, "

@@ -41,11 +41,11 @@ from tqdm.auto import tqdm
 
 from ..checkpoint import CheckpointError, atomic_write, load_checkpoint
 from ..mechanisms import classify, measures_on
-from ..published import NOT_RECIPE, PUBLISHED, ROOT, class_count_text, representatives, task_names
+from ..published import NOT_RECIPE, PUBLISHED, ROOT, class_count_text, defaults, representatives, task_names
 from ..tables import markdown_table, pct
 from ..tasks import evaluation_suite, family_accuracies
 from ..verify import verify
-from .cli import apply_overrides, hyperparameters, recipe_overrides
+from .cli import apply_overrides, recipe_overrides
 from .experiment import CLI_LIMITS, SEED_MAX, StopSignals, check_writable, make_task
 
 SWEEP_OPTIONS = ("seeds", "jobs", "name", "folder", "recipe")
@@ -131,8 +131,7 @@ def parse_args(argv):
                                                     "_".join(a[2:].replace("=", "-") for a in overrides))
     if not re.fullmatch(r"[\w+-][\w.+-]*", name):  # a leading '.' could name the folder itself ('..') or hide it
         raise SystemExit(f"error: --name={name}: use letters, digits, '.', '_', '+' and '-', not starting with '.'")
-    params = apply_overrides(dict(hyperparameters(vars(importlib.import_module(f"{task}.training")))),
-                             recipe + overrides, **CLI_LIMITS)
+    params = apply_overrides(defaults(task), recipe + overrides, **CLI_LIMITS)
     make_task(importlib.import_module(f"{task}.dataset").task, params)  # bad n or V: refused now
     folder = Path(own["folder"]) if own.get("folder") else ROOT / task / "checkpoints" / "sweep" / name
     check_writable(folder / "summary.csv")

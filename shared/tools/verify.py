@@ -2,22 +2,12 @@
 
     python -m shared.tools.verify <task>/checkpoints/model.pt   # prints the verdict; exit 0 proved, 1 refuted, 2 out of scope
 """
-import importlib
 import sys
 from pathlib import Path
 
 from ..checkpoint import CheckpointError, load_checkpoint
+from ..tasks import task_of
 from ..verify import verify
-
-
-def task_of(model):
-    """The task a checkpoint was trained for, found by convention: <metadata task>/dataset.py's task(n, V)."""
-    name = model.metadata.get("task")
-    try:
-        dataset = importlib.import_module(f"{name}.dataset")
-    except (ImportError, TypeError):
-        raise ValueError(f"checkpoint names task {name!r}, which has no <task>/dataset.py here") from None
-    return dataset.task(model.cfg.n_ctx - 1, model.cfg.d_vocab_out)
 
 
 def main(argv=None) -> int:
