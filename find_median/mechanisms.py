@@ -1,7 +1,7 @@
 """find_median's mechanism classes: the names shared.mechanisms.classify gives a model from its measures, the
 thresholds, and the circuit each class's explanation states (for its faithfulness)."""
 from shared.components import components, is_mlp, parse
-from shared.mechanisms import SELECTOR_ON_ANSWER, Circuit, Mechanism, neighbourhood
+from shared.mechanisms import SELECTOR_ON_ANSWER, Circuit, Mechanism, neighbourhood, spread_table
 
 SELECTOR_ON_NEIGHBOURHOOD = Circuit("every path, the selector attending only to the answer and its nearest values "
                                     "either side", lambda model, selector: components(model), neighbourhood)
@@ -18,7 +18,7 @@ LAYER0_HEADS = Circuit("layer-0 heads alone (everything else resampled)", lambda
 #   averaging seeds and the baseline 0.14 (the median's share of positions), one idle layer-1 head 0.41.
 # - neighbourhood_attention: the 0.43 seed 0.81; averaging heads 0.40-0.52; selecting heads >= 0.98.
 # - mlp_dla of the seeds whose heads do not write the answer: 0.84-0.98.
-# The d_model-32 recipes (across_seeds/*.csv, 2026-12-01) fall on the same sides: selecting seeds answer_attention
+# The d_model-32 recipes (across_seeds/*.csv) fall on the same sides: selecting seeds answer_attention
 # 0.60-0.79 (those selecting softly 0.49-0.59), selector_dla 0.84-1.00; the one averaging seed 0.14 and 0.20; one
 # unit-std seed (0.34, 0.76) fits none.
 MECHANISMS = [
@@ -62,6 +62,25 @@ def mlp0_measures(model, suite) -> dict:
     return dict(zip(MLP0_MEASURES, (
         summary["important"], summary["step_share"], median_indicator_share(reading), summary["step_r2"], len(cuts),
         cuts.min().item() if len(cuts) else None, cuts.max().item() if len(cuts) else None)))
+
+
+def shows_step_reading(row) -> bool:
+    """Whether a seed's MLP 0 reads as section 5c says: every important neuron a step (as mlp0_steps states), at
+    least one of them a median indicator."""
+    return row["mlp0_step_share"] >= 1.0 and row["mlp0_indicator_share"] > 0
+
+
+def step_reading_tables(recipes: dict) -> str:
+    """Markdown, per published recipe and class (shared.published.published), over the seeds whose MLP 0 can be read:
+    how many show the step reading, then how tightly MLP0_MEASURES cluster."""
+    parts = []
+    for recipe_name, recipe in recipes.items():
+        for name in sorted({row["mechanism"] for row in recipe["rows"]}):
+            rows = [r for r in recipe["rows"] if r["mechanism"] == name and r.get("mlp0_important") is not None]
+            if rows:
+                parts.append(f"**{recipe_name}, {name}**: {sum(map(shows_step_reading, rows))}/{len(rows)} seeds show "
+                             "the step reading\n\n" + spread_table(rows, list(MLP0_MEASURES)))
+    return "\n\n".join(parts)
 
 
 TASK_MEASURES = mlp0_measures  # shared.sweep adds these to every seed's summary row

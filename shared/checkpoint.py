@@ -230,3 +230,12 @@ def load_snapshots(path, run_id=None, **expected) -> list:
         raise CheckpointError(f"{path}: {len(payload['steps'])} steps but {len(payload['state_dicts'])} snapshots")
     return [(step, _build(path, payload["config"], state, expected, dtype=torch.float16))
             for step, state in zip(payload["steps"], payload["state_dicts"])]
+
+
+def snapshots_of(checkpoint_path, model) -> tuple:
+    """(the snapshots of this very run [(step, model)], "") from beside its checkpoint, or (None, the one-line
+    reason there are none): what a notebook's formation section reads."""
+    try:
+        return load_snapshots(snapshots_path(checkpoint_path), run_id=model.metadata.get("run_id", "?")), ""
+    except CheckpointError as error:
+        return None, str(error)
