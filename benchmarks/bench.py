@@ -34,9 +34,9 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from shared.tools.cli import hyperparameters  # noqa: E402
-from shared.tools.experiment import held_out, model_config  # noqa: E402
 from shared.model import Transformer  # noqa: E402
+from shared.published import hyperparameters  # noqa: E402
+from shared.tools.experiment import model_config  # noqa: E402
 from shared.tools.train import make_optimizer, train  # noqa: E402
 from shared.tables import markdown_table  # noqa: E402
 
@@ -119,10 +119,7 @@ def time_to_target(name, seed):
     p = {**hyperparameters(vars(importlib.import_module(f"{name}.training"))), "seed": seed}
     task = importlib.import_module(f"{name}.dataset").task(p["n"], p["V"])
     model = Transformer(model_config(task, p))
-    history = train(model, task.sample_batch, *held_out(task, p["eval_size"], p["seed"]), max_steps=p["max_steps"],
-                    batch_size=p["batch_size"], lr=p["lr"], weight_decay=p["weight_decay"],
-                    warmup_steps=p["warmup_steps"], min_lr_frac=p["min_lr_frac"], grad_clip=p["grad_clip"],
-                    eval_every=p["eval_every"], target_accuracy=0.999, seed=p["seed"], progress=False)
+    history = train(model, task, {**p, "target_accuracy": 0.999}, progress=False)
     t99, _ = first_reaching(history, 0.99)
     t999, s999 = first_reaching(history, 0.999)
     return t99, t999, s999, history["stopped_at"] / history["seconds"][-1]

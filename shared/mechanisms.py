@@ -5,8 +5,10 @@ Chan & Nanda 2023, "A Toy Model of Universality"; Zhong et al. 2023, "The Clock 
 `mechanism_measures` reads the same few numbers from any model of a list task, and `classify` names its
 class with the first of the task's `Mechanism`s whose conditions all hold. Each task states its classes and
 thresholds in its own folder (MECHANISMS in <task>/mechanisms.py), with the measurements the thresholds came from.
-The sweep (shared.tools.sweep) writes the measures and the class of every seed into its summary.
+The sweep (shared.tools.sweep) writes each seed's summary_row (its accuracy, these measures, its class, the
+verifier's verdict) into its summary.
 """
+import importlib
 import re
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -16,12 +18,13 @@ import torch
 from .checkpoint import load_checkpoint
 from .ablation import ablated_accuracy
 from .circuits import attention_on, direct_logits, head_most_on
-from .claims import COMPARE
+from .hypotheses import COMPARE
 from .components import components, head_name, is_mlp, output_names, outputs_from
 from .faithfulness import attend_only, circuit_of, faithfulness_by_family, weakest_family
-from .published import claims_across_seeds, class_count_table, published
+from .published import class_count_table, hypotheses_across_seeds, published
 from .tables import markdown_table, num, pct
-from .tasks import answer_positions, evaluate, evaluation_suite
+from .tasks import answer_positions, evaluate, evaluation_suite, family_accuracies
+from .verify import verify
 
 MEASURE_LISTS = 4000  # the uniform lists (of an evaluation suite) the measures are read on
 
@@ -283,12 +286,12 @@ def explain_others(recipes: dict, my_class: str, task_factory, mechanisms) -> st
 def across_seeds_record(model, suite, task_factory, mechanisms) -> dict:
     """The record of a notebook's "Across seeds" section: the task's published sweeps (shared.published), the loaded
     model's measures, class and class faithfulness, every other published class explained by its representative,
-    and each hypothesis's verdicts on the default recipe's seeds (benchmarks/claims_across_seeds.py --publish)."""
+    and each hypothesis's verdicts on the default recipe's seeds (`python -m shared.tools.sweep ... --hypotheses --publish`)."""
     name = task_factory().name
     recipes = published(name)
     mine = describe_class(model, suite, mechanisms)
     return {"recipes": recipes, "mine": mine, "others": explain_others(recipes, mine["class"], task_factory, mechanisms),
-            "hypotheses": claims_across_seeds(name)}
+            "hypotheses": hypotheses_across_seeds(name)}
 
 
 def across_seeds_summary(record, mechanisms) -> str:
@@ -298,3 +301,34 @@ def across_seeds_summary(record, mechanisms) -> str:
             f"\n\nThe model loaded above is classified **{mine['class']}** (answer_attention "
             f"{mine['measures']['answer_attention']:.3f}, selector_dla {mine['measures']['selector_dla']:.3f}). "
             f"{mine['faithfulness']}")
+
+
+# ------------------------------------------------------------------------------------------ a sweep's summary
+def training_figures(meta: dict) -> dict:
+    """When a checkpoint's run reached its target, in steps and seconds, from its recorded history."""
+    history = meta["history"]
+    reached = history.get("target_reached")
+    seconds = history["seconds"][history["step"].index(reached)] if reached is not None else None
+    return {"held-out": history["eval_accuracy"][-1], "target reached": reached is not None,
+            "steps": history["stopped_at"], "seconds to target": seconds, "train seconds": meta["train_seconds"]}
+
+
+def summary_row(task_name: str, seed: int, path) -> dict:
+    """One seed of a sweep, recomputed from its checkpoint: accuracy on the evaluation suite (100,000 uniform lists
+    and every family), the weakest family, when training reached its target, the mechanism measures (measures_on),
+    the class <task>/mechanisms.py's MECHANISMS give them, the task's own measures (TASK_MEASURES there: model,
+    suite -> {name: value}, if it has them), and shared.verify's verdict on every input with its margins."""
+    model = load_checkpoint(path, task=task_name)
+    task = importlib.import_module(f"{task_name}.dataset").task(model.cfg.n_ctx - 1, model.cfg.d_vocab_out)
+    suite = evaluation_suite(task)
+    accuracies = family_accuracies(model, suite)
+    weakest = min(accuracies, key=accuracies.get)
+    measures = measures_on(model, suite)
+    mechanisms = importlib.import_module(f"{task_name}.mechanisms")
+    row = {"seed": seed, **accuracies, "weakest family": weakest, "weakest accuracy": accuracies[weakest],
+           **training_figures(model.metadata), **measures, "mechanism": classify(measures, mechanisms.MECHANISMS)}
+    row.update(getattr(mechanisms, "TASK_MEASURES", lambda model, suite: {})(model, suite))
+    verdict = verify(model, task)
+    return {**row, "verified": verdict.status, "worst-case margin": verdict.margin,
+            "float32 margin": verdict.float32_margin}
+

@@ -1,14 +1,16 @@
-"""What a task's across_seeds/ folder holds, read for the notebooks, README and tests: the sweeps' summaries
-(written by `python -m shared.tools.sweep ... --publish`), one checkpoint per mechanism class, and each
-hypothesis's verdict on every seed (written by `python benchmarks/claims_across_seeds.py ... --publish`).
+"""What a task's across_seeds/ folder holds, written by `python -m shared.tools.sweep ... --publish` and read for the
+notebooks, README and tests: each sweep's summary (<recipe>.csv), one checkpoint per mechanism class
+(<recipe>_seed<k>.pt), and, with --hypotheses, every hypothesis's verdict on every seed (hypotheses_<recipe>.csv).
 """
 import csv
 import importlib
+import io
+import shutil
 from collections import Counter
 from pathlib import Path
 
-from .checkpoint import load_checkpoint
-from .claims import FAILS, HOLDS, shown
+from .checkpoint import atomic_write, load_checkpoint
+from .hypotheses import FAILS, HOLDS, shown
 from .tables import markdown_table, pct
 
 MEASURED = "measured"  # the verdict column of a measurement's rows
@@ -32,6 +34,11 @@ def hyperparameters(g: dict) -> dict:
 def defaults(task: str) -> dict:
     """training.py's hyperparameters."""
     return hyperparameters(vars(importlib.import_module(f"{task}.training")))
+
+
+def differences(before: dict, after: dict) -> dict:
+    """{name: (before's value, after's)} of the hyperparameters `after` sets otherwise, those set per run aside."""
+    return {k: (before.get(k), v) for k, v in after.items() if k not in NOT_RECIPE and before.get(k) != v}
 
 
 def read_csv(path) -> list:
@@ -78,12 +85,12 @@ def published(task: str) -> dict:
     folder = ROOT / task / PUBLISHED
     found = {}
     for path in sorted(folder.glob("*.csv"), key=lambda p: (p.stem != "default", p.stem)):
-        if path.stem.startswith("claims_"):
+        if path.stem.startswith("hypotheses_"):
             continue
         rows = load_summary(path)
         reps = {name: folder / f"{path.stem}_seed{seed}.pt" for name, seed in representatives(rows).items()}
         saved = load_checkpoint(next(iter(reps.values()))).metadata["hyperparameters"]
-        changes = {k: v for k, v in saved.items() if k not in NOT_RECIPE and defaults(task).get(k) != v}
+        changes = {k: new for k, (_, new) in differences(defaults(task), saved).items()}
         found[path.stem] = {"rows": rows, "changes": changes, "representatives": reps}
     return found
 
@@ -122,18 +129,51 @@ def class_count_table(recipes: dict) -> str:
                            "weakest family, median seed", "right on every input (shared.verify)"], rows, "lrlrrl")
 
 
-def claims_path(task: str, recipe: str = "default") -> Path:
-    return ROOT / task / PUBLISHED / f"claims_{recipe}.csv"
+def write_csv(path, rows: list):
+    """The rows (dicts with the same keys) as a CSV file, written atomically (shared.checkpoint.atomic_write)."""
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(path, lambda f: f.write(text.getvalue().encode()))
 
 
-def claims_across_seeds(task: str, recipe: str = "default") -> list:
-    """Every hypothesis's verdict on every seed of a recipe: rows {seed, key, value, op, threshold, verdict}."""
-    path = claims_path(task, recipe)
+def publish(folder: Path, name: str, rows: list, hypotheses: list, out: Path) -> list:
+    """Write a sweep's summary rows to out/<name>.csv, its hypothesis rows (if any) to out/hypotheses_<name>.csv, and
+    copy the lowest seed of each class to out/<name>_seed<k>.pt (what <task>/across_seeds/ commits), replacing an
+    earlier publication of the same name. Returns the paths written."""
+    for old in Path(out).glob(f"{name}_seed*.pt"):
+        old.unlink()
+    written = [Path(out) / f"{name}.csv"] + ([Path(out) / f"hypotheses_{name}.csv"] if hypotheses else [])
+    for path, table in zip(written, (rows, hypotheses)):
+        write_csv(path, table)
+    for seed in representatives(rows).values():
+        written.append(Path(out) / f"{name}_seed{seed}.pt")
+        shutil.copyfile(Path(folder) / f"seed{seed}.pt", written[-1])
+    return written
+
+
+def hypothesis_rows(seed: int, record: dict) -> list:
+    """A notebook's hypotheses record (shared.hypotheses) as rows {seed, key, value, op, threshold, unit, verdict}, its
+    measurements (a number each) after them with verdict 'measured'."""
+    return ([{"seed": seed, **{k: h[k] for k in ("key", "value", "op", "threshold", "unit", "verdict")}}
+             for h in record["hypotheses"]] +
+            [{"seed": seed, "key": m["key"], "value": m["value"], "op": "", "threshold": None, "unit": m["unit"],
+              "verdict": MEASURED} for m in record["measurements"] if m["value"] is not None])
+
+
+def hypotheses_path(task: str, recipe: str = "default") -> Path:
+    return ROOT / task / PUBLISHED / f"hypotheses_{recipe}.csv"
+
+
+def hypotheses_across_seeds(task: str, recipe: str = "default") -> list:
+    """Every hypothesis's verdict on every seed of a recipe: rows {seed, key, value, op, threshold, unit, verdict}."""
+    path = hypotheses_path(task, recipe)
     return load_summary(path) if path.is_file() else []
 
 
 def hypotheses_table(rows: list) -> str:
-    """Markdown from claims-across-seeds rows ({seed, key, value, op, threshold, unit, verdict}): per hypothesis, its
+    """Markdown from hypotheses-across-seeds rows ({seed, key, value, op, threshold, unit, verdict}): per hypothesis, its
     threshold, on how many seeds it holds (of those where it is measured), and each seed that breaks it with its
     value; first a line counting the seeds that hold every hypothesis measured on them."""
     seeds = sorted({r["seed"] for r in rows})
@@ -152,7 +192,7 @@ def hypotheses_table(rows: list) -> str:
 
 
 def measurements_table_across(rows: list) -> str:
-    """Markdown from claims-across-seeds rows: each measurement's smallest, median and largest value over the seeds
+    """Markdown from hypotheses-across-seeds rows: each measurement's smallest, median and largest value over the seeds
     (the rows whose verdict is 'measured')."""
     table = []
     for key in dict.fromkeys(r["key"] for r in rows if r["verdict"] == MEASURED):
@@ -160,4 +200,32 @@ def measurements_table_across(rows: list) -> str:
         unit = next(r["unit"] for r in rows if r["key"] == key) or ""
         if values:
             table.append([key, len(values)] + [shown(v, unit) for v in (values[0], values[len(values) // 2], values[-1])])
-    return markdown_table(["measured (not a claim)", "seeds", "smallest", "median", "largest"], table)
+    return markdown_table(["measured (not a hypothesis)", "seeds", "smallest", "median", "largest"], table)
+
+
+def summary_table(rows: list) -> str:
+    """Markdown, per seed of a sweep: uniform accuracy, the weakest family, the class, steps and seconds to the target."""
+    uniform = next(k for k in rows[0] if k.startswith("uniform ("))  # the suite's fresh uniform sample
+    seconds = lambda r: "-" if r["seconds to target"] is None else f"{r['seconds to target']:.1f}"
+    return markdown_table(["seed", uniform, "weakest family", "weakest accuracy", "mechanism", "target reached",
+                           "steps", "seconds to target"],
+                          [[r["seed"], pct(r[uniform], 3), r["weakest family"], pct(r["weakest accuracy"]),
+                            r["mechanism"], "yes" if r["target reached"] else "no", r["steps"], seconds(r)]
+                           for r in rows], "rrlrllrr")
+
+
+
+def write_sweep(folder: Path, name: str, results: dict, task=None) -> str:
+    """A sweep's files from its seeds' results ({seed: (summary row, hypotheses record or None)}): summary.csv and
+    hypotheses.csv in `folder` and, given `task`, the same in <task>/across_seeds/ (publish). Returns what to print: the
+    summary table, how many seeds reached the target, the classes, each hypothesis's seeds, the files written."""
+    rows = [row for row, _ in results.values()]
+    hypotheses = [line for seed, (_, record) in results.items() if record for line in hypothesis_rows(seed, record)]
+    written = [folder / "summary.csv"] + [folder / "hypotheses.csv"] * bool(hypotheses)
+    for path, table in zip(written, (rows, hypotheses)):
+        write_csv(path, table)
+    written += publish(folder, name, rows, hypotheses, ROOT / task / PUBLISHED) if task else []
+    text = (f"{summary_table(rows)}\n\n{sum(r['target reached'] for r in rows)}/{len(rows)} seeds reached the target; "
+            f"mechanisms: {class_count_text(rows)}")
+    text += f"\n\n{hypotheses_table(hypotheses)}\n\n{measurements_table_across(hypotheses)}" if hypotheses else ""
+    return text + "\n\nwritten: " + ", ".join(map(str, written))

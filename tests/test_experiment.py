@@ -78,10 +78,22 @@ def test_checkpoint_of_another_task_is_refused(tmp_path):
         load_checkpoint(tmp_path / "m.pt", task="find_median")
 
 
-def test_verdict_when_the_target_is_missed(tmp_path, capsys):
-    run_training(min_task(n=4, V=16), {**TINY, "snapshots": 0, "max_steps": 20}, tmp_path / "m.pt", progress=False)
+def test_verdict_says_the_measurement_and_the_target_apart(tmp_path, capsys):
+    _, history = run_training(min_task(n=4, V=16), {**TINY, "snapshots": 0, "max_steps": 20}, tmp_path / "m.pt",
+                              progress=False)
     line = capsys.readouterr().out.strip().splitlines()[-1]
-    assert line.startswith("target not reached by max_steps=20") and "weakest family" in line
+    held = history["eval_accuracy"][-1]
+    assert line.startswith(f"target not reached by max_steps=20: held-out accuracy {held:.2%} (target 100.00%); "
+                           "weakest family in the report: "), line
+
+
+@pytest.mark.parametrize("device", ["cuda"] if not torch.cuda.is_available() else [])
+def test_an_unavailable_device_is_refused_in_one_line(device, tmp_path):
+    run = subprocess.run([sys.executable, str(ROOT / "find_min/training.py"), f"--device={device}",
+                          f"--out={tmp_path / 'm.pt'}"], capture_output=True, text=True, timeout=120)
+    lines = run.stderr.strip().splitlines()
+    assert run.returncode == 1 and len(lines) == 1 and lines[0].startswith(f"error: --device={device}: not available")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_snapshots_go_beside_any_checkpoint_name(tmp_path):
@@ -93,16 +105,27 @@ def test_snapshots_go_beside_any_checkpoint_name(tmp_path):
     assert len(load_snapshots(snapshots_path(out), run_id=run_id)) >= 2
 
 
-def test_overwriting_a_committed_checkpoint_is_said_in_one_line(tmp_path, capsys):
-    """Training onto a file git tracks (a committed checkpoint) says so, and how to get it back; elsewhere it is silent."""
+def test_overwriting_a_committed_checkpoint_names_the_one_command_that_restores_it(tmp_path, capsys, monkeypatch):
+    """Training onto a file git tracks (a committed checkpoint) says so, with the one command that brings back
+    everything it rewrote (the model and its snapshots here): run from where training ran (in the repository, or
+    outside it), it does; training elsewhere says nothing."""
     git = lambda *args: subprocess.run(["git", *args], cwd=tmp_path, capture_output=True, check=True)
+    folder = tmp_path / "task/checkpoints"
+    folder.mkdir(parents=True)
+    (folder / "model.pt").write_bytes(b"committed")
+    (folder / "model.snapshots.pt").write_bytes(b"its snapshots")
     git("init", "-q")
-    (tmp_path / "model.pt").write_bytes(b"committed")
-    git("add", "model.pt")
+    git("add", ".")
     git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "a checkpoint")
-    run_training(min_task(n=4, V=16), {**TINY, "max_steps": 20, "snapshots": 0}, tmp_path / "model.pt", progress=False)
-    said = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note: ")]
-    assert said == [f"note: this replaced the committed model.pt (git checkout -- {tmp_path / 'model.pt'} brings it "
-                    "back; --out=PATH writes elsewhere)"]
+    for cwd, command in ((tmp_path, "git checkout -- task/checkpoints"),
+                         (ROOT, f"git -C {folder.resolve()} checkout -- .")):
+        monkeypatch.chdir(cwd)
+        run_training(min_task(n=4, V=16), {**TINY, "max_steps": 20}, folder / "model.pt", progress=False)
+        said = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note: ")]
+        assert said == [f"note: this replaced the committed model.pt; `{command}` brings back everything training "
+                        "rewrote there (the model, its snapshots, a saved program); --out=PATH writes elsewhere"]
+        subprocess.run(command.split(), cwd=cwd, check=True)
+        assert (folder / "model.pt").read_bytes() == b"committed"
+        assert (folder / "model.snapshots.pt").read_bytes() == b"its snapshots"
     run_training(min_task(n=4, V=16), {**TINY, "max_steps": 20, "snapshots": 0}, tmp_path / "other.pt", progress=False)
     assert "note: " not in capsys.readouterr().out

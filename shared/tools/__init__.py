@@ -1,3 +1,1 @@
-"""What runs jobs, beside the core a notebook reader needs: the training loop and the training run (signals,
-fallback saves), `--name=value` overrides and recipe files, the sweep over seeds, the verifier's command line.
-A notebook never imports this package: each command loads what it uses."""
+"""The tools that run jobs (training, sweeps, notebooks on checkpoints, the verifier), loaded only by commands."""
