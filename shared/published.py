@@ -161,3 +161,35 @@ def measurements_table_across(rows: list) -> str:
         if values:
             table.append([key, len(values)] + [shown(v, unit) for v in (values[0], values[len(values) // 2], values[-1])])
     return markdown_table(["measured (not a claim)", "seeds", "smallest", "median", "largest"], table)
+
+
+def recipe_hyperparameters(task: str, recipe: str = "default") -> dict:
+    """The hyperparameters a published recipe's seeds were trained with (from its representative checkpoint), those
+    set per run left out; {} when the recipe is not published."""
+    found = published(task).get(recipe)
+    if not found:
+        return {}
+    saved = load_checkpoint(next(iter(found["representatives"].values()))).metadata["hyperparameters"]
+    return {k: v for k, v in saved.items() if k not in NOT_RECIPE}
+
+
+def differences(model, task: str, recipe: str = "default") -> dict:
+    """{hyperparameter: (the model's value, the recipe's)} where the loaded model was trained otherwise than the
+    published recipe's seeds ({}: it is one of them, up to its seed)."""
+    mine = model.metadata.get("hyperparameters", {})
+    return {k: (mine.get(k), v) for k, v in recipe_hyperparameters(task, recipe).items() if mine.get(k) != v}
+
+
+def across_seeds_table(task: str, model, recipe: str = "default") -> str:
+    """Markdown for a notebook's 'Across seeds' section: which recipe the published seeds are and whether the
+    loaded model is one of them, then per hypothesis on how many seeds it holds and which seeds break it."""
+    rows = claims_across_seeds(task, recipe)
+    if not rows:
+        return f"No hypotheses published across seeds of the {recipe} recipe."
+    changes = published(task)[recipe]["changes"]
+    other = differences(model, task, recipe)
+    mine = ("The loaded model **is one of this recipe** (up to its seed)." if not other else
+            "The loaded model is **not** of this recipe: " + ", ".join(f"`{k}` {a!r} here, {b!r} there"
+                                                                      for k, (a, b) in other.items()) + ".")
+    return (f"The seeds below are the **{recipe_label(recipe, changes)}** recipe. {mine}\n\n" +
+            hypotheses_table(rows))
