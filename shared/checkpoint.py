@@ -196,6 +196,15 @@ def _build(path, config: dict, state: dict, expected: dict, dtype=torch.float32)
     return model.eval()
 
 
+def beside(path, model) -> tuple:
+    """(the model saved at `path` if it reads the same lists as `model`, "") or (None, the one-line reason): a
+    baseline or a comparison model a notebook shows beside the one it loaded."""
+    try:
+        return load_checkpoint(path, n_ctx=model.cfg.n_ctx, d_vocab=model.cfg.d_vocab), ""
+    except CheckpointError as error:
+        return None, str(error)
+
+
 def snapshots_path(checkpoint_path) -> Path:
     """Where training keeps the snapshots of the checkpoint at checkpoint_path: beside it, its suffix replaced
     by .snapshots.pt (model.pt -> model.snapshots.pt, run.ckpt -> run.snapshots.pt)."""

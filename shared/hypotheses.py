@@ -53,8 +53,8 @@ class Hypothesis:
     def __post_init__(self):
         if self.op not in COMPARE:
             raise ValueError(f"hypothesis {self.key}: op must be one of {', '.join(COMPARE)}, got {self.op!r}")
-        if self.value is not None:
-            self.value = float(self.value)
+        self.value = None if self.value is None else float(self.value)  # a 0-d tensor is fine
+        self.threshold = float(self.threshold)
 
     @property
     def verdict(self) -> str:
@@ -76,18 +76,18 @@ class Hypothesis:
 
 class Hypotheses(dict):
     """{key: Hypothesis} of one notebook, in the order declared; declaring a key again (a cell run twice) replaces
-    it. Calling it declares one and displays its verdict."""
+    it."""
 
     def __init__(self, model=None):
         super().__init__()
         self.run_id = model.metadata.get("run_id") if model is not None else None
         self.measurements = {}  # key -> (value, unit)
 
-    def __call__(self, key, value, op, threshold, why, unit="", note="") -> Hypothesis:
-        found = Hypothesis(key, value, op, threshold, why, unit, note)
-        self[key] = found
-        _display(found)
-        return found
+    def __call__(self, key, value, op, threshold, why, unit="", note=""):
+        """Declare a hypothesis and show its verdict (self[key] holds it; nothing is returned, so a cell that
+        ends with a call shows its line once)."""
+        self[key] = Hypothesis(key, value, op, threshold, why, unit, note)
+        _display(self[key])
 
     def measured(self, key, value, unit=""):
         """Record (and show) a number that has no threshold: a measurement, never counted."""

@@ -90,3 +90,25 @@ def formation_record(snapshots, groups, structure: str, accuracy: str) -> dict:
     return {"snapshots": len(snapshots), "series": series, "marks": marks, "structure": structure,
             "accuracy measure": accuracy, "formed structure": marks.get(structure),
             "formed accuracy": marks.get(accuracy), "last snapshot": series["step"][-1]}
+
+
+def formation_gap(series: dict, structure: str, accuracy: str) -> tuple:
+    """(value, note) for the hypothesis 'the structure forms no later than the accuracy it supports': the
+    difference of their formation steps (formation_step) over a `track` series, and how many snapshots apart they
+    are. None, with the reason, when either measure barely moves or the structure settles only at the last
+    snapshot (it may form later still)."""
+    steps = series["step"]
+    formed, accurate = formation_step(steps, series[structure]), formation_step(steps, series[accuracy])
+    if formed is None or accurate is None:
+        return None, f"{structure if formed is None else accuracy} barely moves over the snapshots"
+    if formed == steps[-1]:
+        return None, f"{structure} not formed before the last snapshot (step {formed})"
+    apart = abs(steps.index(formed) - steps.index(accurate))
+    return formed - accurate, f"formed at steps {formed} and {accurate}, {apart} snapshot(s) apart"
+
+
+def progress_at(series: dict, measure: str, step) -> float:
+    """How far a measure had come from its first value to its last at `step` (0: not at all, 1: all the way):
+    where a structure stood when the accuracy it supports formed."""
+    values = series[measure]
+    return (values[series["step"].index(step)] - values[0]) / (values[-1] - values[0])

@@ -214,7 +214,6 @@ def summary_table(rows: list) -> str:
                            for r in rows], "rrlrllrr")
 
 
-
 def write_sweep(folder: Path, name: str, results: dict, task=None) -> str:
     """A sweep's files from its seeds' results ({seed: (summary row, hypotheses record or None)}): summary.csv and
     hypotheses.csv in `folder` and, given `task`, the same in <task>/across_seeds/ (publish). Returns what to print: the
@@ -229,3 +228,28 @@ def write_sweep(folder: Path, name: str, results: dict, task=None) -> str:
             f"mechanisms: {class_count_text(rows)}")
     text += f"\n\n{hypotheses_table(hypotheses)}\n\n{measurements_table_across(hypotheses)}" if hypotheses else ""
     return text + "\n\nwritten: " + ", ".join(map(str, written))
+
+
+def recipe_hyperparameters(task: str, recipe: str = "default") -> dict:
+    """The hyperparameters a published recipe's seeds were trained with (from its representative checkpoint), those
+    set per run left out; {} when the recipe is not published."""
+    found = published(task).get(recipe)
+    if not found:
+        return {}
+    saved = load_checkpoint(next(iter(found["representatives"].values()))).metadata["hyperparameters"]
+    return {k: v for k, v in saved.items() if k not in NOT_RECIPE}
+
+
+def across_seeds_table(task: str, model, recipe: str = "default") -> str:
+    """Markdown for a notebook's 'Across seeds' section: which recipe the published seeds are and whether the
+    loaded model is one of them, then per hypothesis on how many seeds it holds and which seeds break it."""
+    rows = hypotheses_across_seeds(task, recipe)
+    if not rows:
+        return f"No hypotheses published across seeds of the {recipe} recipe."
+    changes = published(task)[recipe]["changes"]
+    other = differences(model.metadata.get("hyperparameters", {}), recipe_hyperparameters(task, recipe))
+    mine = ("The loaded model **is one of this recipe** (up to its seed)." if not other else
+            "The loaded model is **not** of this recipe: " + ", ".join(f"`{k}` {a!r} here, {b!r} there"
+                                                                      for k, (a, b) in other.items()) + ".")
+    return (f"The seeds below are the **{recipe_label(recipe, changes)}** recipe. {mine}\n\n" +
+            hypotheses_table(rows))

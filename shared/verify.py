@@ -82,6 +82,17 @@ class Verdict:
             parts.append(f"{len(self.failing)} failing (answer, position) cases")
         return "; ".join(parts) + f"; {self.seconds:.1f} s"
 
+    def smallest_margin(self) -> tuple:
+        """(value, note) for the hypothesis 'right on every input': the smallest logit margin over every input,
+        every float32 rounding against it (proved); a confirmed counterexample's negative margin (refuted); None
+        with the reason where the verifier cannot decide (out of scope, or a bound too loose)."""
+        if self.status == "proved":
+            return (self.margin if self.float32_margin is None else self.float32_margin), ""
+        if self.status == "refuted":
+            example = f": e.g. {' '.join(map(str, self.counterexamples[0][0]))}" if self.counterexamples else ""
+            return (self.margin if self.margin is not None and self.margin < 0 else -1.0), "refuted" + example
+        return None, f"out of scope: {self.reason}"
+
     def lines(self) -> list:
         return [self.line()] + [f"counterexample: {' '.join(map(str, values))} -> {predicted} (answer {answer})"
                                 for values, predicted, answer in self.counterexamples]

@@ -1,5 +1,5 @@
-"""find_min's analysis checked against independent computations on the committed checkpoint, its dataset, a barely
-trained model whose hypotheses must fail, and a small training run."""
+"""What find_min's notebook reads checked against independent computations on the committed checkpoint, its dataset,
+and a small training run (the notebook itself runs in tests/test_notebooks.py)."""
 import subprocess
 import sys
 from pathlib import Path
@@ -7,25 +7,30 @@ from pathlib import Path
 import pytest
 import torch
 
-from find_min import analysis
 from find_min.dataset import task
 from shared import circuits as C
 from shared import load_checkpoint
 from shared.ablation import attention_one_hot, run_patched
-from shared.tasks import evaluation_suite, family_accuracies, family_predictions, mistakes
+from shared.tasks import evaluation_suite, family_accuracies
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
 def model():
-    return load_checkpoint(ROOT / "find_min/checkpoints/model.pt", task="find_min", n_ctx=11, d_vocab=65,
-                           d_vocab_out=64)
+    """The checkpoint as it is: the committed one, or whatever the user retrained (its readings are checked on it
+    where they apply, skipped with the reason where they do not)."""
+    model = load_checkpoint(ROOT / "find_min/checkpoints/model.pt", task="find_min")
+    if not C.is_one_head_attention_only(model):
+        pytest.skip("skipped: the readings checked here are exact only for one layer, one head, attention only and "
+                    f"no LayerNorm, and this checkpoint has {model.cfg.n_layers} layer(s) x {model.cfg.n_heads} head(s), "
+                    f"d_mlp {model.cfg.d_mlp}, {model.cfg.normalization_type or 'no'} LayerNorm")
+    return model
 
 
 @pytest.fixture(scope="module")
-def suite():
-    return evaluation_suite(task(), size=500, uniform_size=5000)
+def suite(model):
+    return evaluation_suite(task(model.cfg.n_ctx - 1, model.cfg.d_vocab_out), size=500, uniform_size=5000)
 
 
 def test_dataset_specifics():
@@ -38,9 +43,10 @@ def test_dataset_specifics():
 def test_full_qk_circuit_equals_the_real_scores(model, suite):
     """Independent check of the QK hypotheses: the weights-only scores are the scores the model computes."""
     tokens = suite.of("uniform")[0][:200]
+    n = tokens.shape[1] - 1
     _, cache = model.run_with_cache(tokens, names_filter="blocks.0.attn.hook_attn_scores")
-    qk = C.full_qk_circuit(model, 0, query_token=64, query_pos=10, key_positions=range(10))
-    assert torch.allclose(cache["attn_scores", 0][:, 0, -1, :-1], qk[torch.arange(10), tokens[:, :-1]], atol=1e-4)
+    qk = C.full_qk_circuit(model, 0, query_token=model.cfg.d_vocab_out, query_pos=n, key_positions=range(n))
+    assert torch.allclose(cache["attn_scores", 0][:, 0, -1, :-1], qk[torch.arange(n), tokens[:, :-1]], atol=1e-4)
 
 
 def test_weights_only_algorithm_equals_forcing_the_pattern(model, suite):
@@ -50,28 +56,6 @@ def test_weights_only_algorithm_equals_forcing_the_pattern(model, suite):
     predicted, chosen = C.select_and_copy_from_weights(model, tokens)
     forced = run_patched(model, tokens, [attention_one_hot(0, 0, chosen)])[:, -1].argmax(-1)
     assert torch.equal(predicted, forced)
-
-
-def test_the_record_counts_the_mistakes_the_suite_lists(model, suite):
-    record = analysis.measure_selection(model, suite)
-    assert (record["layer"], record["head"]) == (0, 0)
-    listed = mistakes(suite, family_predictions(model, suite), limit=10 ** 6)
-    from shared.measures import correctness
-    assert correctness(model, suite)["errors"] == len(listed)
-
-
-def test_a_barely_trained_model_fails_its_hypotheses(tmp_path, suite):
-    """A model trained for 60 steps shows FAILS rows: the hypotheses can fail, and the verifier refutes it or leaves
-    it undecided, never proves it."""
-    from find_min import training
-    from shared.tools.cli import hyperparameters
-    from shared.tools.experiment import run_training
-    p = {**hyperparameters(vars(training)), "max_steps": 60, "snapshots": 0, "device": "cpu"}
-    young, _ = run_training(task(), p, tmp_path / "young.pt", progress=False)
-    claims = analysis.hypotheses(analysis.measure(young, suite, task(), None, "no snapshots"))
-    verdicts = {c.key: c.verdict for c in claims}
-    assert {k for k, v in verdicts.items() if v == "FAILS"} >= {"accuracy", "weakest_family", "algorithm"}
-    assert verdicts["proved"] != "holds" and verdicts["formation"] == "not measured here"
 
 
 def test_small_training_run_learns(tmp_path):

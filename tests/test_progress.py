@@ -4,11 +4,10 @@ import torch
 from find_min.dataset import task as min_task
 from handbuilt import min_batch, min_model, min_then_move_model
 from shared import CheckpointError
-from shared.claims import formation_claim, formation_measurement
 from shared.checkpoint import load_snapshots, save_snapshots
 from shared.tools.experiment import run_training
-from shared.progress import (accuracies, attention_on_answer, composition, formation_record, formation_step,
-                             head_ablations, layer0_circuits, track)
+from shared.progress import (accuracies, attention_on_answer, composition, formation_gap, formation_step,
+                             head_ablations, layer0_circuits, progress_at, track)
 from shared.tools.train import snapshot_schedule
 
 N, V = 4, 8
@@ -78,28 +77,20 @@ def test_short_run_snapshots_show_learning(tmp_path):
     snapshots = load_snapshots(tmp_path / "model.snapshots.pt")
     assert len(snapshots) >= 5 and snapshots[0][0] == 0
     probe = T.batch(T.balanced(1000, 4, 16, torch.Generator().manual_seed(1)))
-    record = formation_record(snapshots, [accuracies({"uniform": T.families(500).of("uniform")}),
-                                          attention_on_answer(probe), layer0_circuits(0, 4)],
-                              "attention on answer: L0H0", "accuracy: uniform")
-    series = record["series"]
-    assert series["step"] == [s for s, _ in snapshots] and record["snapshots"] == len(snapshots)
+    series = track(snapshots, [accuracies({"uniform": T.families(500).of("uniform")}), attention_on_answer(probe),
+                               layer0_circuits(0, 4)])
+    assert series["step"] == [s for s, _ in snapshots]
     first, last = series["attention on answer: L0H0"][0], series["attention on answer: L0H0"][-1]
     assert last > first + 0.4  # attention on the minimum rises
     assert series["accuracy: uniform"][-1] > series["accuracy: uniform"][0] + 0.5
     assert series["QK rank correlation with value: L0H0"][-1] < -0.9
-    assert record["formed structure"] is not None and record["last snapshot"] == snapshots[-1][0]
-    assert formation_record(None, [], "x", "y") == {"snapshots": None, "structure": "x", "accuracy measure": "y"}
+    assert formation_step(series["step"], series["attention on answer: L0H0"]) is not None
 
 
 def test_a_formation_fail_says_how_far_the_structure_had_come():
-    steps, structure, accuracy = [0, 10, 20, 30], [0.0, 0.2, 0.9, 1.0], [0.0, 1.0, 1.0, 1.0]
-    record = {"snapshots": 4, "series": {"step": steps, "s": structure, "a": accuracy}, "structure": "s",
-              "accuracy measure": "a", "formed structure": formation_step(steps, structure),
-              "formed accuracy": formation_step(steps, accuracy), "last snapshot": 30}
-    claim, how_far = formation_claim(record), formation_measurement(record)
-    assert (claim.value, claim.verdict) == (10, "FAILS") and "formed at steps 20 and 10, 1 snapshot(s) apart" in claim.note
-    assert how_far.value == pytest.approx(0.2)  # at step 10 the structure was a fifth of the way
-    settled_last = dict(record, **{"formed structure": 30})
-    assert formation_claim(settled_last).verdict == "not measured here" and formation_measurement(settled_last).value is None
-    no_snapshots = formation_claim(formation_record(None, [], "s", "a"))
-    assert no_snapshots.verdict == "not measured here" and "'s' forms no later than 'a'" in no_snapshots.text
+    series = {"step": [0, 10, 20, 30], "s": [0.0, 0.2, 0.9, 1.0], "a": [0.0, 1.0, 1.0, 1.0]}
+    assert formation_gap(series, "s", "a") == (10, "formed at steps 20 and 10, 1 snapshot(s) apart")  # a FAIL
+    assert progress_at(series, "s", 10) == pytest.approx(0.2)  # at step 10 the structure was a fifth of the way
+    settled_last = dict(series, s=[0.0, 0.2, 0.5, 1.0])
+    assert formation_gap(settled_last, "s", "a") == (None, "s not formed before the last snapshot (step 30)")
+    assert formation_gap(dict(series, s=[0.5] * 4), "s", "a") == (None, "s barely moves over the snapshots")
