@@ -9,7 +9,7 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
-from .checkpoint import atomic_write, load_checkpoint
+from .checkpoint import CheckpointError, atomic_write, load_checkpoint
 from .hypotheses import FAILS, HOLDS, shown
 from .tables import markdown_table, pct
 
@@ -39,6 +39,15 @@ def defaults(task: str) -> dict:
 def differences(before: dict, after: dict) -> dict:
     """{name: (before's value, after's)} of the hyperparameters `after` sets otherwise, those set per run aside."""
     return {k: (before.get(k), v) for k, v in after.items() if k not in NOT_RECIPE and before.get(k) != v}
+
+
+def trained_otherwise(path, params: dict):
+    """differences(the hyperparameters the checkpoint at `path` was trained with, `params`): {} when the same; None
+    when there is no readable checkpoint there."""
+    try:
+        return differences(load_checkpoint(path).metadata["hyperparameters"], params)
+    except (CheckpointError, KeyError):
+        return None
 
 
 def read_csv(path) -> list:

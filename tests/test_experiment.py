@@ -122,8 +122,8 @@ def test_overwriting_a_committed_checkpoint_names_the_one_command_that_restores_
         monkeypatch.chdir(cwd)
         run_training(min_task(n=4, V=16), {**TINY, "max_steps": 20}, folder / "model.pt", progress=False)
         said = [line for line in capsys.readouterr().out.splitlines() if line.startswith("note: ")]
-        assert said == [f"note: this replaced the committed model.pt; `{command}` brings back everything training "
-                        "rewrote there (the model, its snapshots, a saved program); --out=PATH writes elsewhere"]
+        assert said == [f"note: this replaced the committed model.pt; `{command}` brings back the committed folder "
+                        "(the model, its snapshots, a saved program); --out=PATH writes elsewhere"]
         subprocess.run(command.split(), cwd=cwd, check=True)
         assert (folder / "model.pt").read_bytes() == b"committed"
         assert (folder / "model.snapshots.pt").read_bytes() == b"its snapshots"

@@ -162,8 +162,8 @@ def test_a_signal_stops_the_sweep_and_every_process_of_it(sig, group, code, tmp_
 
 def test_two_sweeps_at_once_on_one_folder(tmp_path):
     """Both finish, neither corrupts a file the other writes (every write is atomic), one summary row per seed."""
-    recipe = TINY + ["--max_steps=400", "--eval_every=400"]
-    first, second = (sweep("--seeds=0-1", "--jobs=1", *recipe, folder=tmp_path) for _ in range(2))
+    recipe = TINY + ["--max_steps=50", "--eval_every=50"]
+    first, second = (sweep("--seeds=0-1", "--jobs=2", *recipe, folder=tmp_path) for _ in range(2))
     (_, err1), (out2, err2) = finish(first, 120), finish(second, 120)
     assert first.returncode == 0 and second.returncode == 0, err1[-2000:] + err2[-2000:]
     assert [row["seed"] for row in load_summary(tmp_path / "summary.csv")] == [0, 1]

@@ -1,5 +1,6 @@
 """python -m shared.tools.sweep: seeds as submitit jobs, a summary recomputed from the checkpoints, resuming,
 refusals, the Slurm batch script a dry run prints. Interruptions and two sweeps at once: tests/test_interrupts.py."""
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -8,7 +9,7 @@ import pytest
 
 from shared.mechanisms import summary_row
 from shared.published import class_counts, hypothesis_rows, load_summary, publish, representatives, write_sweep
-from shared.tools.sweep import main, parse_args, parse_seeds
+from shared.tools.sweep import main, parse_args, parse_seeds, seed_job
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--n=4", "--V=16", "--d_model=32", "--d_head=32", "--max_steps=300", "--batch_size=256", "--lr=1e-2",
@@ -20,34 +21,42 @@ def sweep(*args, timeout=300):
                           timeout=timeout)
 
 
-def test_two_seeds_two_jobs_then_a_rerun_trains_only_the_new_seed(tmp_path):
+def test_two_seeds_as_two_jobs_and_a_seed_already_there_is_kept(tmp_path):
     run = sweep("find_min", "--seeds=0-1", "--jobs=2", f"--folder={tmp_path}", *TINY)
     assert run.returncode == 0, run.stderr[-2000:]
     assert {p.name for p in tmp_path.glob("seed*.pt")} == {"seed0.pt", "seed1.pt"} and "find_min sweep" in run.stderr
+    assert len(list((tmp_path / "logs").glob("*_log.out"))) == 2  # submitit's log of each job
     rows = load_summary(tmp_path / "summary.csv")
-    assert [r["seed"] for r in rows] == [0, 1]
-    for row in rows:  # every figure of the summary is recomputed from the checkpoint it describes
-        again = summary_row("find_min", row["seed"], tmp_path / f"seed{row['seed']}.pt")
-        assert again.keys() == row.keys()
-        for key, value in again.items():
-            assert row[key] == (pytest.approx(value) if isinstance(value, float) else value), key
-        assert row["uniform (100,000)"] >= 0.98 and row["mechanism"] == "one head selects in layer 0"
+    assert [r["seed"] for r in rows] == [0, 1] and all(r["mechanism"] == "one head selects in layer 0" for r in rows)
     assert "| seed | uniform (100,000) | weakest family |" in run.stdout
     assert "mechanisms: 2/2 one head selects in layer 0" in run.stdout
-    assert len(list((tmp_path / "logs").glob("*_log.out"))) == 2  # submitit's log of each job
-    before = {p: p.stat().st_mtime_ns for p in tmp_path.glob("seed*.pt")}
-    rerun = sweep("find_min", "--seeds=0-2", "--jobs=2", f"--folder={tmp_path}", *TINY)
-    assert rerun.returncode == 0, rerun.stderr[-2000:]
-    assert {p: p.stat().st_mtime_ns for p in before} == before  # seeds 0 and 1 kept, not retrained
-    assert [r["seed"] for r in load_summary(tmp_path / "summary.csv")] == [0, 1, 2]
+    # the same job again (as a rerun runs it): seed 0 is kept, and its row is recomputed from its checkpoint
+    _, paths, params = parse_args(["find_min", "--seeds=0-1", f"--folder={tmp_path}", *TINY])
+    before = paths[0].stat().st_mtime_ns
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        row, record = seed_job("find_min", 0, paths[0], params)
+    finally:
+        signal.signal(signal.SIGTERM, previous)  # the job's own handler, restored for the test process
+    assert paths[0].stat().st_mtime_ns == before and record is None
+    assert row.keys() == rows[0].keys() and row["uniform (100,000)"] >= 0.98
+    for key, value in row.items():
+        assert rows[0][key] == (pytest.approx(value) if isinstance(value, float) else value), key
 
 
 def test_a_dry_run_lists_the_jobs_and_runs_none(tmp_path, capsys):
+    """A readable checkpoint of the same recipe is kept; an unreadable one is trained again."""
+    from find_min.dataset import task
+    from shared.tools.experiment import run_training
+    _, _, params = parse_args(["find_min", "--seeds=0", f"--folder={tmp_path}", *TINY, "--max_steps=20"])
+    run_training(task(4, 16), params, tmp_path / "seed0.pt", progress=False)
     (tmp_path / "seed1.pt").write_bytes(b"unreadable: trained again")
-    main(["find_min", "--seeds=0-1", f"--folder={tmp_path}", "--hypotheses", "--dry-run", *TINY])
-    assert capsys.readouterr().out.splitlines() == [
-        f"seed {k}: train into {tmp_path / f'seed{k}.pt'}, then its summary row and notebook" for k in (0, 1)]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["seed1.pt"]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    main(["find_min", "--seeds=0-2", f"--folder={tmp_path}", "--hypotheses", "--dry-run", *TINY, "--max_steps=20"])
+    assert capsys.readouterr().out.splitlines()[-3:] == [
+        "seed 0: kept (trained with this recipe), then its summary row and notebook"] + [
+        f"seed {k}: train into {tmp_path / f'seed{k}.pt'}, then its summary row and notebook" for k in (1, 2)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
 def test_the_slurm_batch_script_of_a_dry_run(tmp_path, capsys):
@@ -79,7 +88,7 @@ def test_the_slurm_batch_script_of_a_dry_run(tmp_path, capsys):
     (["find_min", "--seeds=0", "--cluster=pbs"], "--cluster=pbs: expected one of local, slurm"),
     (["find_median", "--seeds=0", "--n=4"], "odd list length"),
     (["find_min", "--seeds=0", "--name=.."], "--name=..: use letters, digits"),
-    (["find_min", "--seeds=0", "--recipe=wide"], "--recipe=wide: no find_min/recipes/wide.py; known: two_heads"),
+    (["find_min", "--seeds=0", "--recipe=wide"], "find_min/recipes/wide.py: cannot read it (No such file"),
 ])
 def test_bad_input_is_refused_with_one_line(args, message, tmp_path):
     """Every refusal is one line, before anything runs (checked in-process: parse_args is all the command runs first;
@@ -102,7 +111,7 @@ def test_a_named_recipe_sets_the_hyperparameters_and_the_name(tmp_path):
     assert params["n_heads"] == 2 and params["lr"] == 0.01 and opt.name == "two_heads"
     assert paths == {0: tmp_path / "seed0.pt", 1: tmp_path / "seed1.pt"}
     _, _, params = parse_args(["find_median", "--seeds=0", "--recipe=averaging", f"--folder={tmp_path}"])
-    assert params["uniform_attention"] is True and params["out"] is None  # the recipe's out: the sweep's path instead
+    assert params["uniform_attention"] is True and params["max_steps"] == 3000
 
 
 def test_parse_seeds():

@@ -1,9 +1,6 @@
-"""`--name=value` overrides of the hyperparameters a script keeps as plain values at its top (as nanoGPT).
-
-A script calls apply_overrides(globals()): each value is checked against the type of the one it replaces and a range,
-and a bad one stops with one line before anything runs. A recipe is a file of plain assignments (`n_heads = 2`) named
-before the overrides, as nanoGPT's config files are; it is read, never run.
-"""
+"""`--name=value` overrides of the hyperparameters a script keeps as plain values at its top, as nanoGPT's, each checked
+against the type of the value it replaces and a range (a bad one: one line, before anything runs); a recipe is a file
+of plain assignments (`n_heads = 2`) named before them, as nanoGPT's config files, read and never run."""
 import ast
 import math
 import sys

@@ -1,8 +1,6 @@
-"""What a task's training.py runs once its hyperparameters are settled: check, build, train, report, save.
-
-Every refusal is one line, before anything runs. Ctrl-C or SIGTERM stops training after the step and the model reached
-is saved as *.interrupted.pt (a second signal cannot lose it); a checkpoint that cannot be written goes to the
-temporary folder instead."""
+"""A task's training run, what its training.py calls: every refusal one line before anything runs, then train, report
+and save; a signal stops training after the step and saves the model reached (*.interrupted.pt)."""
+import contextlib
 import os
 import signal
 import subprocess
@@ -36,29 +34,28 @@ def model_config(task: ListTask, p: dict) -> Config:
 
 
 def main(task_factory, g: dict):
-    """A task's training.py: apply --name=value overrides to the script's globals `g`, refuse what would fail later,
-    train and save to `out` (relative to the script's folder); stopped by a signal, exit 128 + its number."""
+    """training.py: its globals `g` overridden by the command line, trained into `out` (relative to the script's
+    folder); stopped by a signal, exit 128 + its number."""
     params = apply_overrides(g, **CLI_LIMITS)
-    task, out_path = make_task(task_factory, params), Path(g["__file__"]).resolve().parent / params["out"]
-    check_writable(out_path)
-    late = StopSignals().__enter__()  # stays: a signal after training's own handler is recorded, not raised
-    _, history = run_training(task, params, out_path)
-    if history["signal"] or late.received:
-        raise SystemExit(128 + signal.Signals[history["signal"] or late.received].value)
-    if history["saved_to"] != str(out_path):  # saved, but not where asked (the message said where)
-        raise SystemExit(1)
+    task, out_path = make_task(task_factory, params), check_writable(Path(g["__file__"]).parent / params["out"])
+    with stop_signals() as late:  # outlives training's own: a signal on the way out is recorded, not raised
+        _, history = run_training(task, params, out_path)
+        if history["signal"] or late:
+            raise SystemExit(128 + signal.Signals[history["signal"] or late[0]].value)
+        if history["saved_to"] != str(out_path):  # saved, but not where asked (the message said where)
+            raise SystemExit(1)
 
 
 def make_task(task_factory, p: dict) -> ListTask:
-    """The task for p's n and V, its families and a batch drawn once, and p's device tried: what the task or this
-    machine cannot use is refused in one line now, not as a traceback after training."""
+    """The task for p's n and V, its families drawn once and p's device tried: refused in one line if they fail."""
     try:
         torch.zeros(1, device=pick_device(p["device"]))
     except (RuntimeError, AssertionError) as e:  # a CPU build of torch raises AssertionError for CUDA
         raise SystemExit(f"error: --device={p['device']}: not available here ({str(e).splitlines()[0]})") from None
     try:
         task = task_factory(p["n"], p["V"])
-        for name, (tokens, targets) in {**task.families(size=4), "a batch": task.sample_batch(6, torch.Generator())}.items():
+        draws = {**task.families(size=4), "a training batch": task.sample_batch(6, torch.Generator())}
+        for name, (tokens, targets) in draws.items():
             if min(tokens[:, :-1].min(), targets.min()) < 0 or max(tokens[:, :-1].max(), targets.max()) >= task.V:
                 raise ValueError(f"family {name!r} draws values outside 0..V-1")
     except (ValueError, RuntimeError) as e:
@@ -66,43 +63,40 @@ def make_task(task_factory, p: dict) -> ListTask:
     return task
 
 
-def check_writable(out_path):
-    """Refuse, in one line, an output path whose folder cannot be created or written."""
+def check_writable(out_path) -> Path:
+    """out_path, resolved; refused in one line when its folder cannot be created or written."""
     try:
         Path(out_path).parent.mkdir(parents=True, exist_ok=True)
         tempfile.TemporaryFile(dir=Path(out_path).parent).close()
     except OSError as e:
         raise SystemExit(f"error: --out={out_path}: cannot write there ({e.strerror or e})") from None
+    return Path(out_path).resolve()
 
 
-class StopSignals:
-    """SIGINT and SIGTERM, while a run trains and saves, ask training to stop (checked before every step) instead of
-    raising wherever they land: a second Ctrl-C in the accuracy table or in the save cannot lose the model.
-    `received` names the first. Only the main thread takes signals; elsewhere this does nothing."""
+@contextlib.contextmanager
+def stop_signals():
+    """Inside, SIGINT and SIGTERM ask training to stop (checked before every step) instead of raising wherever they
+    land, so a second Ctrl-C in the save cannot lose the model; yields the names of those received (main thread)."""
+    received = []
 
-    def __init__(self):
-        self.received, self.previous = None, {}
+    def handle(signum, frame):
+        print(f"\n{signal.Signals(signum).name}: " + ("already stopping, the model is being saved" if received else
+              "stopping after this step; the model reached so far will be saved"), file=sys.stderr, flush=True)
+        received.append(signal.Signals(signum).name)
 
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self.previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
-        return self
-
-    def _handle(self, signum, frame):
-        print(f"\n{signal.Signals(signum).name}: " + ("already stopping, the model is being saved" if self.received
-              else "stopping after this step; the model reached so far will be saved"), file=sys.stderr, flush=True)
-        self.received = self.received or signal.Signals(signum).name
-
-    def __exit__(self, *exc):
-        for sig, handler in self.previous.items():
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)} if main_thread else {}
+    try:
+        yield received
+    finally:
+        for sig, handler in previous.items():
             signal.signal(sig, handler)
 
 
 def run_training(task: ListTask, p: dict, out_path, progress: bool = True):
-    """Train a model for `task` with training.py's hyperparameters `p`, print its accuracy per family and save it to
-    out_path with p["snapshots"] snapshots beside it (stopped by a signal: to *.interrupted.pt). Returns (model,
-    history); history["signal"] names the signal that stopped it, history["saved_to"] where it went."""
-    with StopSignals() as signals:
+    """Train a model for `task` with training.py's hyperparameters `p` into out_path (_save). Returns (model, history);
+    history["signal"] names a signal that stopped it."""
+    with stop_signals() as received:
         model, kept, t0 = Transformer(model_config(task, p)), [], time.perf_counter()
         if p.get("uniform_attention"):  # the averaging baseline: each query attends evenly to what it can see
             for weight in [w for b in model.blocks for w in (b.attn.W_Q, b.attn.W_K, b.attn.b_Q, b.attn.b_K)]:
@@ -110,18 +104,18 @@ def run_training(task: ListTask, p: dict, out_path, progress: bool = True):
         print(f"{task.name}: n={task.n}, V={task.V}, {sum(x.numel() for x in model.parameters())} parameters")
         keep = lambda step, now: kept.append((step, {k: v.detach().cpu().clone() for k, v in now.state_dict().items()}))
         history = train(model, task, p, progress, task.families(1000, seed=2), keep,  # apart from report and suite
-                        lambda: signals.received is not None)
+                        lambda: bool(received))
         seconds = time.perf_counter() - t0
         if p.get("snapshots") and (not kept or kept[-1][0] != history["stopped_at"]):
             keep(history["stopped_at"], model)
         _save(task, p, Path(out_path), model.cpu().eval(), history, kept, seconds, progress)
-    history["signal"] = signals.received
+    history["signal"] = (received or [None])[0]
     return model, history
 
 
 def _save(task, p, out_path, model, history, kept, seconds, progress):
-    """The report, the checkpoint (with the command that restores a committed one it replaced), the snapshots (none:
-    an earlier run's are removed) and the verdict line of a finished or stopped run."""
+    """The accuracy per family, the checkpoint (stopped early: *.interrupted.pt; not writable: in the temporary folder;
+    history["saved_to"]), p["snapshots"] snapshots beside it, the verdict line."""
     families = task.families()
     accuracies = family_accuracies(model, families)
     if progress:
@@ -133,8 +127,8 @@ def _save(task, p, out_path, model, history, kept, seconds, progress):
     history["saved_to"], snapshots = str(saved), snapshots_path(saved)
     print(f"{'interrupted after' if history['interrupted'] else 'trained in'} {seconds:.1f} s; saved {saved}")
     if restore and saved == out_path:
-        print(f"note: this replaced the committed {out_path.name}; `{restore}` brings back everything training "
-              "rewrote there (the model, its snapshots, a saved program); --out=PATH writes elsewhere")
+        print(f"note: this replaced the committed {out_path.name}; `{restore}` brings back the committed folder "
+              "(the model, its snapshots, a saved program); --out=PATH writes elsewhere")
     try:
         if kept:
             save_snapshots(snapshots, model.cfg, *zip(*kept), run_id=identity)
@@ -155,13 +149,13 @@ def training_verdict(history, family_accuracy: dict, p: dict) -> str:
             f"target not reached by max_steps={history['stopped_at']}")
     each = f", and {p['target_family_accuracy']:.2%} on a fresh draw of every family" \
         if p.get("target_family_accuracy") is not None else ""
-    return (f"{head}: held-out accuracy {(history['eval_accuracy'] or [float('nan')])[-1]:.2%} (target "
-            f"{p['target_accuracy']:.2%}{each}); weakest family in the report: {weakest} {family_accuracy[weakest]:.2%}")
+    held = (history["eval_accuracy"] or [float("nan")])[-1]
+    return (f"{head}: held-out accuracy {held:.2%} (target {p['target_accuracy']:.2%}{each}); weakest family in the "
+            f"report: {weakest} {family_accuracy[weakest]:.2%}")
 
 
 def restore_command(path: Path) -> str:
-    """When `path` is a file git tracks (a committed checkpoint): the git command, true from here, that brings back
-    everything in its folder (the model, its snapshots, a task's saved program); else ""."""
+    """For a file git tracks (a committed checkpoint): the command, true from here, that restores its whole folder."""
     git = lambda *args: subprocess.run(["git", *args], cwd=path.parent, capture_output=True, text=True, timeout=10)
     try:
         if not path.is_file() or git("ls-files", "--error-unmatch", path.name).returncode:

@@ -1,9 +1,7 @@
-"""Run a task's notebook on a checkpoint with papermill and read back the hypotheses it measured.
+"""A task's notebook executed on a checkpoint by papermill (its `checkpoint` parameter set, from its own folder, on a
+fresh python3 kernel, as Jupyter would), and the hypotheses record its summary cell displays (shared.hypotheses):
 
     record = run_notebook("find_min", "/tmp/seeds/seed3.pt", "/tmp/seeds/seed3.ipynb")
-
-The notebook executes from its own folder on a fresh python3 kernel, as Jupyter would, with its `checkpoint` parameter
-set (the cell tagged "parameters"); its summary cell displays every hypothesis as JSON (shared.hypotheses).
 """
 import os
 from pathlib import Path

@@ -27,7 +27,6 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import published
-from ..checkpoint import CheckpointError, load_checkpoint
 from ..mechanisms import summary_row
 from . import notebooks
 from .cli import apply_overrides
@@ -54,41 +53,29 @@ def parse_args(argv) -> tuple:
     names = {arg: arg[2:].split("=")[0].replace("-", "_") for arg in argv[1:]}
     if set(names.values()) & set(published.NOT_RECIPE):
         raise SystemExit(f"error: --{'/--'.join(published.NOT_RECIPE)} are set by the sweep, not overridable here")
-    opt = SimpleNamespace(task=argv[0], **apply_overrides(dict(OPTIONS), [f"--{name}=" + (arg.split("=", 1) + [
-        "true"])[1] for arg, name in names.items() if name in OPTIONS], zero_ok=["mem"], choices={"cluster": [
-            "local", "slurm"]}))
+    own = [f"--{name}=" + (arg.split("=", 1) + ["true"])[1] for arg, name in names.items() if name in OPTIONS]
+    opt = SimpleNamespace(task=argv[0], **apply_overrides(dict(OPTIONS), own, zero_ok=["mem"],
+                                                          choices={"cluster": ["local", "slurm"]}))
     overrides = [arg for arg, name in names.items() if name not in OPTIONS]
     try:
         seeds = parse_seeds(opt.seeds or "-")
     except ValueError as e:
         raise SystemExit(f"error: {e if opt.seeds else '--seeds is required, e.g. --seeds=0-19'}") from None
-    recipe = published.ROOT / opt.task / "recipes" / f"{opt.recipe}.py"
-    if opt.recipe and not recipe.is_file():
-        raise SystemExit(f"error: --recipe={opt.recipe}: no {recipe.relative_to(published.ROOT)}; known: "
-                         f"{', '.join(sorted(p.stem for p in recipe.parent.glob('*.py'))) or 'none'}")
+    recipe = [str(published.ROOT / opt.task / "recipes" / f"{opt.recipe}.py")] if opt.recipe else []
     opt.name = opt.name or opt.recipe or "_".join(a[2:].replace("=", "-") for a in overrides) or "default"
     if not re.fullmatch(r"[\w+-][\w.+-]*", opt.name):  # a leading '.' could name the folder itself ('..') or hide it
         raise SystemExit(f"error: --name={opt.name}: use letters, digits, '.', '_', '+' and '-', not starting with '.'")
-    params = {**apply_overrides(published.defaults(opt.task), [str(recipe)] * bool(opt.recipe) + overrides +
-                                [f"--seed={seeds[-1]}"], **CLI_LIMITS), "out": None, "snapshots": 0, "device": "cpu"}
+    params = {**apply_overrides(published.defaults(opt.task), recipe + overrides +
+                                [f"--seed={seeds[-1]}"], **CLI_LIMITS), "snapshots": 0, "device": "cpu"}
     make_task(importlib.import_module(f"{opt.task}.dataset").task, params)  # a bad n or V: refused now
     folder = Path(opt.folder or published.ROOT / opt.task / "checkpoints" / "sweep" / opt.name).resolve()
     check_writable(folder / "summary.csv")
     for path in [] if opt.replace else sorted(folder.glob("seed*[0-9].pt")):
-        if changes := trained_with(path, params):
+        if changes := published.trained_otherwise(path, params):
             raise SystemExit(f"error: {folder} holds seeds of another recipe ({path.name}: " + ", ".join(
                 f"{k}={a!r} there, {b!r} here" for k, (a, b) in list(changes.items())[:3]) + "); sweep under another "
                 "--name, or add --replace to retrain them with this one")
     return opt, {seed: folder / f"seed{seed}.pt" for seed in seeds}, params
-
-
-def trained_with(path: Path, params: dict):
-    """How the seed at `path` was trained otherwise than with `params` (published.differences: {} when it was not);
-    None when there is no readable checkpoint there (the seed is then trained)."""
-    try:
-        return published.differences(load_checkpoint(path).metadata["hyperparameters"], params)
-    except (CheckpointError, KeyError):
-        return None
 
 
 def seed_job(task: str, seed: int, path: Path, params=None, summary=True, notebook=None, threads=1):
@@ -97,9 +84,10 @@ def seed_job(task: str, seed: int, path: Path, params=None, summary=True, notebo
     stopped its training. Outside training a SIGTERM ends the job at once: nothing of it is left to save."""
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     torch.set_num_threads(threads)
-    if params is not None and trained_with(path, params) != {}:
+    if params is not None and published.trained_otherwise(path, params) != {}:
         dataset = importlib.import_module(f"{task}.dataset")
-        _, history = run_training(dataset.task(params["n"], params["V"]), {**params, "seed": seed}, path, False)
+        _, history = run_training(dataset.task(params["n"], params["V"]), {**params, "seed": seed, "out": str(path)},
+                                    path, False)
         if history["signal"]:
             return history["signal"]
     return (summary_row(task, seed, path) if summary else None,
@@ -107,7 +95,7 @@ def seed_job(task: str, seed: int, path: Path, params=None, summary=True, notebo
 
 
 def executor_for(opt, folder: Path, planned: bool = False):
-    """submitit's executor: local processes, or Slurm (planned: one that only writes the batch script, no Slurm needed)."""
+    """submitit's executor: local processes, or Slurm (planned: one that only writes its batch script, Slurm or not)."""
     if opt.cluster == "local":
         executor = submitit.LocalExecutor(folder / "logs")
         executor.update_parameters(timeout_min=10 ** 6)  # a seed takes as long as it takes; Ctrl-C stops it
@@ -121,8 +109,9 @@ def executor_for(opt, folder: Path, planned: bool = False):
 
 
 def run_jobs(executor, calls: dict, jobs: int, bar) -> tuple:
-    """({seed: what its seed_job returned, None if it failed}, the signal that stopped the sweep or None): on Slurm one
-    array job, here `jobs` processes at a time; a signal here starts no more seeds and stops the running ones."""
+    """({seed: what its seed_job returned, None if it failed, said with its log}, the signal that stopped the sweep or
+    None): on Slurm one array job, here `jobs` processes at a time; a signal here starts no more seeds and stops the
+    running ones."""
     pending, running, results, stop = dict(calls), {}, {}, []
     if isinstance(executor, submitit.SlurmExecutor):
         running, pending = dict(zip(pending, executor.map_array(seed_job, *zip(*pending.values())))), {}
@@ -133,11 +122,17 @@ def run_jobs(executor, calls: dict, jobs: int, bar) -> tuple:
         while (pending or running) and not stop:
             while pending and len(running) < jobs:
                 signal.signal(signal.SIGINT, signal.SIG_IGN)  # inherited: Ctrl-C reaches a job through the sweep only
-                running[seed] = executor.submit(seed_job, *pending.pop(seed := next(iter(pending))))
+                seed = next(iter(pending))
+                running[seed] = executor.submit(seed_job, *pending.pop(seed))
                 signal.signal(signal.SIGINT, stopper)
-            for seed in [seed for seed, job in running.items() if job.done()]:
-                results[seed] = outcome(seed, running.pop(seed))
-                stop += [results[seed]] if isinstance(results[seed], str) else []  # a seed stopped alone: all stop
+            for seed, job in [(seed, job) for seed, job in running.items() if job.done()]:
+                try:
+                    results[seed] = running.pop(seed).result()
+                    stop += [results[seed]] if isinstance(results[seed], str) else []  # stopped alone: all stop
+                except Exception:  # the job's exception, or a job that left no result
+                    print(f"seed {seed} failed: its log is {job.paths.stderr}", file=sys.stderr)
+                    results[seed] = None
+                job.paths.result_pickle.unlink(missing_ok=True)  # a later job of the same process id must not read it
                 bar.update()
             time.sleep(0.2)
     finally:
@@ -153,26 +148,16 @@ def run_jobs(executor, calls: dict, jobs: int, bar) -> tuple:
     return results, (stop or [None])[0]
 
 
-def outcome(seed: int, job):
-    """What a finished job returned; None, said in one line with its log, when it failed."""
-    try:
-        return job.result()
-    except Exception as e:  # the job's exception (its traceback between dashed lines), or a job that left no result
-        said = str(e).split("-" * 22)[1 if "-" * 22 in str(e) else 0].strip().splitlines()
-        print(f"seed {seed} failed: {said[-1]} (log: {job.paths.stderr})", file=sys.stderr)
-    finally:
-        job.paths.result_pickle.unlink(missing_ok=True)  # a later job of the same process id must not read it
-
-
 def main(argv=None):
     opt, paths, params = parse_args(sys.argv[1:] if argv is None else argv)
     folder, threads = next(iter(paths.values())).parent, max(1, (os.cpu_count() or 1) // opt.jobs)
     notebook = published.ROOT / opt.task / "analyze.ipynb" if opt.hypotheses else None
     calls = {seed: (opt.task, seed, path, params, True, notebook, threads) for seed, path in paths.items()}
     if opt.dry_run:
-        print("\n".join(f"seed {seed}: " + ("kept (trained with this recipe)" if trained_with(path, params) == {} else
-                                            f"train into {path}") + ", then its summary row" + " and notebook" *
-                        opt.hypotheses for seed, path in paths.items()))
+        for seed, path in paths.items():
+            kept = published.trained_otherwise(path, params) == {}
+            print(f"seed {seed}: {'kept (trained with this recipe)' if kept else f'train into {path}'}, then its "
+                  "summary row" + " and notebook" * opt.hypotheses)
         if opt.cluster == "slurm":  # the script submitit would submit: one array job of len(calls) tasks
             executor = executor_for(opt, folder, planned=True)
             executor.parameters["map_count"] = len(calls)
@@ -182,9 +167,11 @@ def main(argv=None):
     with tqdm(total=len(calls), desc=f"{opt.task} sweep {opt.name}", unit="seed") as bar:
         results, stopped = run_jobs(executor_for(opt, folder), calls, opt.jobs, bar)
     if stopped:
-        print(f"interrupted by {stopped}: {sum(isinstance(r, tuple) for r in results.values())} of {len(calls)} seed(s) "
-              "finished, running ones saved seed<k>.interrupted.pt; run the same command again to train the rest",
-              file=sys.stderr)
+        finished = sum(isinstance(result, tuple) for result in results.values())
+        left = "the array job runs on (scancel stops it)" if opt.cluster == "slurm" else "running ones saved " \
+            "seed<k>.interrupted.pt"
+        print(f"interrupted by {stopped}: {finished} of {len(calls)} seed(s) finished, {left}; run the same command "
+              f"again to {'collect' if opt.cluster == 'slurm' else 'train'} the rest", file=sys.stderr)
         raise SystemExit(128 + signal.Signals[stopped].value)
     done = {seed: result for seed, result in sorted(results.items()) if isinstance(result, tuple)}
     if not done:

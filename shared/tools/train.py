@@ -1,7 +1,5 @@
-"""The training loop every task shares: AdamW, warmup then cosine decay, gradient clipping, fresh batches.
-
-The loss is cross-entropy on the last position only: every task here reads its answer there.
-"""
+"""The training loop every task shares: AdamW, warmup then cosine decay, gradient clipping, fresh batches; the loss is
+cross-entropy on the last position only (every task here reads its answer there)."""
 import math
 import time
 
@@ -45,31 +43,29 @@ def make_optimizer(model, lr: float, weight_decay: float = 0.0):
                               "weight_decay": 0.0}], lr=lr, betas=(0.9, 0.98), fused=True)
 
 
-def target_met(model, accuracy, p: dict, stop_families) -> bool:
-    """Held-out accuracy at p's target, and (checked only then) every stop family at its own target."""
-    if p["target_accuracy"] is None or accuracy < p["target_accuracy"]:
-        return False
+def evaluation(model, held: tuple, p: dict, stop_families) -> tuple:
+    """(held-out loss, accuracy, whether training may stop: the accuracy at target_accuracy and, checked only then,
+    every one of stop_families ({name: (tokens, targets)}) at target_family_accuracy (default: the same))."""
     model.eval()
+    loss, accuracy = evaluate(model, *held)
     each = p["target_accuracy"] if p.get("target_family_accuracy") is None else p["target_family_accuracy"]
-    met = all(evaluate(model, *batch)[1] >= each for batch in (stop_families or {}).values())
+    met = p["target_accuracy"] is not None and accuracy >= p["target_accuracy"] and all(
+        evaluate(model, *batch)[1] >= each for batch in (stop_families or {}).values())
     model.train()
-    return met
+    return loss, accuracy, met
 
 
 def train(model, task, p: dict, progress=True, stop_families=None, on_snapshot=None, stop_requested=None) -> dict:
-    """Train `model` in place on fresh batches of task.sample_batch(size, generator) with p's hyperparameters (as
-    training.py names them). Evaluates on held_out(task, p["eval_size"], p["seed"]) every eval_every steps and at
-    the end; stops once that reaches target_accuracy and every one of `stop_families` ({name: (tokens, targets)})
-    reaches target_family_accuracy (a model right on the training mix can still fail near ties). Calls on_snapshot(
-    step, model) at p["snapshots"] log-spaced steps. Ctrl-C, or stop_requested() turning true (checked before each
-    step), ends training early, the model kept. Returns the history: per evaluation `step, train_loss, eval_loss,
-    eval_accuracy, seconds`; `stopped_at`, `interrupted`, `target_reached` (the step the target was met, or None)."""
+    """Train `model` in place on fresh batches of task.sample_batch(size, generator) with training.py's hyperparameters
+    `p`, evaluating on held_out(task, ...) every eval_every steps and at the end until `evaluation` says it may stop (a
+    model right on the training mix can still fail near ties). Calls on_snapshot(step, model) at p["snapshots"]
+    log-spaced steps. Ctrl-C, or stop_requested() turning true (checked before each step), stops it, the model kept.
+    Returns the history: per evaluation `step, train_loss, eval_loss, eval_accuracy, seconds`; `stopped_at`,
+    `interrupted`, `target_reached` (the step the target was met at, or None)."""
     torch.set_flush_denormal(True)  # tiny weights' denormal floats can slow CPU steps several-fold
-    dev = pick_device(p["device"])
-    model.to(dev).train()
-    evaluation = held_out(task, p["eval_size"], p["seed"])
+    dev, held = pick_device(p["device"]), held_out(task, p["eval_size"], p["seed"])
     gen = torch.Generator().manual_seed(p["seed"])  # the data stream; model.cfg.seed fixed the weights
-    opt = make_optimizer(model, p["lr"], p["weight_decay"])
+    opt = make_optimizer(model.to(dev).train(), p["lr"], p["weight_decay"])
     snapshot_steps = set(snapshot_schedule(p["max_steps"], p.get("snapshots", 0))) if on_snapshot else set()
     history = {key: [] for key in ("step", "train_loss", "eval_loss", "eval_accuracy", "seconds")}
     history["target_reached"], t0, losses, step, interrupted = None, time.perf_counter(), [], 0, False
@@ -87,21 +83,17 @@ def train(model, task, p: dict, progress=True, stop_families=None, on_snapshot=N
             if step in snapshot_steps:
                 on_snapshot(step, model)
             if step % p["eval_every"] == 0 or step == p["max_steps"]:
-                model.eval()
-                measured = (step, torch.stack(losses).mean().item(), *evaluate(model, *evaluation),
-                            time.perf_counter() - t0)
-                model.train()
-                for key, value in zip(history, measured):
+                loss, accuracy, met = evaluation(model, held, p, stop_families)
+                for key, value in zip(history, (step, torch.stack(losses).mean().item(), loss, accuracy,
+                                                time.perf_counter() - t0)):
                     history[key].append(value)
-                bar.set_postfix(loss=f"{measured[2]:.4f}", acc=f"{measured[3]:.4%}")
-                losses = []
-                if target_met(model, measured[3], p, stop_families):
-                    history["target_reached"] = step
+                bar.set_postfix(loss=f"{loss:.4f}", acc=f"{accuracy:.4%}")
+                losses, history["target_reached"] = [], step if met else None
+                if met:
                     break
     except KeyboardInterrupt:  # keep what was learnt; the caller decides where it goes
         interrupted = True
     bar.close()
-    model.eval()
     return {**history, "stopped_at": step, "interrupted": interrupted}
 
 
