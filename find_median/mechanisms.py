@@ -24,8 +24,8 @@ LAYER0_HEADS = Circuit("layer-0 heads alone (everything else resampled)", lambda
 MECHANISMS = [
     Mechanism("selects in layer {selector_layer}",
               {"answer_attention": (">=", 0.6), "selector_dla": (">=", 0.6)},
-              "a later head finds the median by its QK circuit, reading what layer 0 gathered (Q-composition), puts "
-              "most of SEP's attention on it and copies it to the logits through its OV circuit",
+              "a later head finds the median by its QK circuit, reading what layer 0 gathered, puts most of SEP's "
+              "attention on it and copies it to the logits through its OV circuit",
               circuit=SELECTOR_ON_ANSWER),
     Mechanism("selects softly in layer {selector_layer}",
               {"neighbourhood_attention": (">=", 0.7), "selector_layer": (">=", 1), "selector_dla": (">=", 0.6)},
