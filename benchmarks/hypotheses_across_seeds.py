@@ -42,7 +42,7 @@ def across(task: str, paths: dict, jobs: int = 2, notebook=None) -> list:
     """Every seed's hypotheses rows (shared.published.hypothesis_rows) from `notebook` (default the task's
     analyze.ipynb) executed on each checkpoint, `jobs` at a time; a seed whose notebook failed is named and left out."""
     notebook = Path(notebook or ROOT / task / "analyze.ipynb").resolve()
-    calls = {seed: (task, seed, path.resolve(), None, False, notebook, 1) for seed, path in paths.items()}
+    calls = {seed: (task, seed, path.resolve(), None, False, notebook) for seed, path in paths.items()}
     with tqdm(total=len(calls), desc=f"{task} notebooks", unit="seed") as bar:
         results, stopped = run_jobs(executor_for(argparse.Namespace(cluster="local"), next(iter(paths.values()))
                                                  .parent.resolve()), calls, jobs, bar)

@@ -23,7 +23,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import submitit
-import torch
 from tqdm.auto import tqdm
 
 from .. import published
@@ -78,12 +77,11 @@ def parse_args(argv) -> tuple:
     return opt, {seed: folder / f"seed{seed}.pt" for seed in seeds}, params
 
 
-def seed_job(task: str, seed: int, path: Path, params=None, summary=True, notebook=None, threads=1):
+def seed_job(task: str, seed: int, path: Path, params=None, summary=True, notebook=None):
     """One seed's job: train it into `path` unless that holds `params`' model (params None: never train), then return
     (its summary row or None, the hypotheses of `notebook` executed on it or None); or the name of a signal that
     stopped its training. Outside training a SIGTERM ends the job at once: nothing of it is left to save."""
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
-    torch.set_num_threads(threads)
     if params is not None and published.trained_otherwise(path, params) != {}:
         dataset = importlib.import_module(f"{task}.dataset")
         _, history = run_training(dataset.task(params["n"], params["V"]), {**params, "seed": seed, "out": str(path)},
@@ -91,7 +89,7 @@ def seed_job(task: str, seed: int, path: Path, params=None, summary=True, notebo
         if history["signal"]:
             return history["signal"]
     return (summary_row(task, seed, path) if summary else None,
-            notebooks.execute(notebook, path, path.with_suffix(".ipynb"), threads) if notebook else None)
+            notebooks.execute(notebook, path, path.with_suffix(".ipynb")) if notebook else None)
 
 
 def executor_for(opt, folder: Path, planned: bool = False):
@@ -150,9 +148,9 @@ def run_jobs(executor, calls: dict, jobs: int, bar) -> tuple:
 
 def main(argv=None):
     opt, paths, params = parse_args(sys.argv[1:] if argv is None else argv)
-    folder, threads = next(iter(paths.values())).parent, max(1, (os.cpu_count() or 1) // opt.jobs)
+    folder = next(iter(paths.values())).parent
     notebook = published.ROOT / opt.task / "analyze.ipynb" if opt.hypotheses else None
-    calls = {seed: (opt.task, seed, path, params, True, notebook, threads) for seed, path in paths.items()}
+    calls = {seed: (opt.task, seed, path, params, True, notebook) for seed, path in paths.items()}
     if opt.dry_run:
         for seed, path in paths.items():
             kept = published.trained_otherwise(path, params) == {}
@@ -163,7 +161,9 @@ def main(argv=None):
             executor.parameters["map_count"] = len(calls)
             print("\nSlurm batch script:\n" + executor._make_submission_file_text(executor._submitit_command_str, ""))
         return
+    # the jobs inherit these: the task folders importable, and torch's threads (the cores shared among the jobs here)
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(published.ROOT), os.environ.get("PYTHONPATH")]))
+    os.environ["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // opt.jobs) if opt.cluster == "local" else 1)
     with tqdm(total=len(calls), desc=f"{opt.task} sweep {opt.name}", unit="seed") as bar:
         results, stopped = run_jobs(executor_for(opt, folder), calls, opt.jobs, bar)
     if stopped:
