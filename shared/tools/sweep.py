@@ -46,7 +46,7 @@ def parse_seeds(text: str) -> list:
 def parse_args(argv) -> tuple:
     """(options, {seed: checkpoint path}, hyperparameters) of a command line; each refusal one line, before any job."""
     if not argv or {"-h", "--help"} & set(argv):
-        raise SystemExit(print(__doc__) or 0)
+        raise SystemExit(print(f"{__doc__}\ntasks: {', '.join(published.task_names())}") or 0)
     if argv[0] not in published.task_names():
         raise SystemExit(f"error: unknown task {argv[0]!r}; known: {', '.join(published.task_names())}")
     names = {arg: arg[2:].split("=")[0].replace("-", "_") for arg in argv[1:]}
