@@ -1,5 +1,5 @@
-"""Circuit tools: factored and full QK/OV circuits, composition scores, activation patching, direct logit
-attribution, where heads look, and summaries of copying and monotonicity (ablation: shared.ablation).
+"""Circuit tools: full QK/OV circuits, direct logit attribution, where heads look, select-then-copy read-outs, and
+summaries of copying and monotonicity (interventions: shared.ablation, shared.patching; shared.composition).
 
 Conventions are TransformerLens' row-vector ones: a residual vector x is a row, a head scores query x_q
 against key x_k as (x_q W_Q + b_Q)(x_k W_K + b_K)^T / sqrt(d_head), and writes pattern-weighted
@@ -15,21 +15,6 @@ import math
 
 import torch
 import torch.nn.functional as F
-
-from .ablation import Patch, run_patched
-
-
-# ----------------------------------------------------------------------------------------- factored circuits
-def W_QK(model, layer, head):
-    """[d_model, d_model]: query residual (rows) by key residual (columns), before the 1/sqrt(d_head)."""
-    attn = model.blocks[layer].attn
-    return attn.W_Q[head] @ attn.W_K[head].T
-
-
-def W_OV(model, layer, head):
-    """[d_model, d_model]: what the head writes (rows: the attended residual) into the residual stream."""
-    attn = model.blocks[layer].attn
-    return attn.W_V[head] @ attn.W_O[head]
 
 
 def _ln(module, x):
@@ -70,129 +55,14 @@ def full_ov_circuit(model, head, layer=0, position=None, final_scale=None):
     """
     ln = model.blocks[layer].ln1
     x = model.W_E if position is None else model.W_E + model.W_pos[position]
-    out = _ln(ln, x) @ W_OV(model, layer, head)
+    attn = model.blocks[layer].attn
+    out = _ln(ln, x) @ attn.W_V[head] @ attn.W_O[head]
     if not isinstance(model.ln_final, torch.nn.Identity):
         if final_scale is None:
             raise ValueError("this model has a final LayerNorm: pass final_scale measured from the cache")
         final_scale = torch.as_tensor(final_scale, dtype=out.dtype)
         out = (out - out.mean(-1, keepdim=True)) / final_scale.reshape(-1, 1) * model.ln_final.w
     return out @ model.W_U
-
-
-# ------------------------------------------------------------------------------------- composition scores
-def composition_score(A, B):
-    """||A B||_F / (||A||_F ||B||_F), broadcasting over leading dimensions."""
-    return (A @ B).norm(dim=(-2, -1)) / (A.norm(dim=(-2, -1)) * B.norm(dim=(-2, -1)))
-
-
-def _pairs(kind, W_Q, W_K, W_V, W_O, early, late):
-    """(A, B) of 'A Mathematical Framework' for composition `kind` from heads `early` onto `late`,
-    in row-vector form: the earlier head's W_OV, then what the later head reads it with."""
-    A = W_V[early] @ W_O[early]
-    if kind == "Q":
-        B = W_Q[late] @ W_K[late].transpose(-1, -2)
-    elif kind == "K":
-        B = (W_Q[late] @ W_K[late].transpose(-1, -2)).transpose(-1, -2)
-    elif kind == "V":
-        B = W_V[late] @ W_O[late]
-    else:
-        raise ValueError(f"composition kind must be 'Q', 'K' or 'V', got {kind!r}")
-    return A, B
-
-
-@torch.no_grad()
-def composition_scores(model, kind):
-    """[L, H, L, H]: score of earlier head (l1, h1) composing into later head (l2, h2) by `kind`; zero
-    wherever l2 <= l1, where no composition is possible."""
-    L, H = model.cfg.n_layers, model.cfg.n_heads
-    weights = model.W_Q, model.W_K, model.W_V, model.W_O  # each [L, H, ...]
-    scores = torch.zeros(L, H, L, H)
-    for l1 in range(L):
-        for l2 in range(l1 + 1, L):
-            A, B = _pairs(kind, *weights, early=l1, late=l2)  # [H, d, d] each
-            scores[l1, :, l2, :] = composition_score(A[:, None], B[None, :])
-    return scores
-
-
-def composition_baseline(cfg, kind, draws=300, seed=0):
-    """Mean composition score of random heads of cfg's shapes (Kaiming-uniform factors, seeded): the
-    level that a trained score must clear before it says anything."""
-    gen = torch.Generator().manual_seed(seed)
-
-    def kaiming(*shape):  # nn.init.kaiming_uniform_(a=sqrt(5)) bound for a [fan_out, fan_in] weight
-        bound = 1 / math.sqrt(shape[-1])
-        return (torch.rand(*shape, generator=gen) * 2 - 1) * bound
-
-    d, dh = cfg.d_model, cfg.d_head
-    Ws = [kaiming(2, draws, d, dh) for _ in range(3)] + [kaiming(2, draws, dh, d)]
-    return composition_score(*_pairs(kind, *Ws, early=0, late=1)).mean().item()
-
-
-# ------------------------------------------------------------------------------------ activation patching
-HEAD_HOOKS = ("hook_q", "hook_k", "hook_v", "hook_z", "hook_result")  # [batch, pos, head, ...]
-
-
-def logit_diff(logits, answer, other):
-    """logit[answer] - logit[other] at the last position, per sample."""
-    last = logits[:, -1]
-    return last.gather(1, answer[:, None])[:, 0] - last.gather(1, other[:, None])[:, 0]
-
-
-def _patch_index(model, hook_name, position, head, dims):
-    """The index into hook_name's activation for one position and/or head (or all of it)."""
-    by_head = hook_name.endswith(("hook_pattern", "hook_attn_scores"))
-    if head is not None and not (by_head or hook_name.endswith(HEAD_HOOKS)):
-        raise ValueError(f"{hook_name} has no head dimension; head= applies to {', '.join(HEAD_HOOKS)}, "
-                         "hook_pattern and hook_attn_scores")
-    index = [slice(None)] * dims
-    if position is not None:
-        index[2 if by_head else 1] = position
-    if head is not None:
-        index[1 if by_head else 2] = head
-    return tuple(index)
-
-
-@torch.no_grad()
-def _patch_runs(model, clean_tokens, corrupt_tokens, clean_answer, corrupt_answer, hook_name, min_difference):
-    """(the clean activation at hook_name, the clean and the corrupted mean logit differences), once for every
-    patch of a sweep; ValueError when the two differences are too close for a recovered fraction to mean anything."""
-    clean_logits, cache = model.run_with_cache(clean_tokens, names_filter=hook_name)
-    clean = logit_diff(clean_logits, clean_answer, corrupt_answer).mean()
-    corrupt = logit_diff(model(corrupt_tokens, last_only=True), clean_answer, corrupt_answer).mean()
-    if (clean - corrupt).abs() < min_difference:
-        raise ValueError(f"clean and corrupted logit differences are {clean:.3g} and {corrupt:.3g}: too close "
-                         "for a recovered fraction to mean anything (does the corruption change the answer?)")
-    return cache[hook_name], clean, corrupt
-
-
-@torch.no_grad()
-def patch(model, clean_tokens, corrupt_tokens, clean_answer, corrupt_answer, hook_name, position=None,
-          head=None, min_difference=1e-3):
-    """Run the corrupted input with `hook_name`'s clean activation patched in (at one position and/or
-    head, or all of it) and return the fraction of the clean logit difference recovered:
-    (patched - corrupt) / (clean - corrupt), with the difference logit[clean answer] - logit[corrupt
-    answer] at the last position, averaged over the batch before dividing. Raises ValueError when clean and
-    corrupt differ by less than min_difference (the fraction would be noise over almost nothing) or when
-    head= names a hook without a head dimension."""
-    return patch_sweep(model, clean_tokens, corrupt_tokens, clean_answer, corrupt_answer, hook_name,
-                       [(position, head)], min_difference)[0].item()
-
-
-@torch.no_grad()
-def patch_sweep(model, clean_tokens, corrupt_tokens, clean_answer, corrupt_answer, hook_name, places=None,
-                min_difference=1e-3):
-    """The recovered fraction (see patch) at each of `places`, [(position, head)] (default: every position, head
-    None): the clean and corrupted runs are made once for all of them."""
-    places = places if places is not None else [(p, None) for p in range(clean_tokens.shape[1])]
-    clean_act, clean, corrupt = _patch_runs(model, clean_tokens, corrupt_tokens, clean_answer, corrupt_answer,
-                                            hook_name, min_difference)
-    fractions = []
-    for position, head in places:
-        index = _patch_index(model, hook_name, position, head, clean_act.dim())
-        patched = logit_diff(run_patched(model, corrupt_tokens, [Patch(hook_name, index, clean_act[index])]),
-                             clean_answer, corrupt_answer).mean()
-        fractions.append(((patched - corrupt) / (clean - corrupt)).item())
-    return torch.tensor(fractions)
 
 
 # ------------------------------------------------------------------------------ direct logit attribution
@@ -230,12 +100,6 @@ def rank_correlation(x, y):
     ry = torch.as_tensor(y, dtype=torch.float64).argsort().argsort().double()
     rx, ry = rx - rx.mean(), ry - ry.mean()
     return (rx @ ry / (rx.norm() * ry.norm())).item()
-
-
-def softmax_weight_needed_gap(n_competitors, weight=0.5):
-    """The score gap g a single key needs over n_competitors equal keys to get `weight` of the softmax:
-    e^g / (e^g + n) = weight  =>  g = log(n * weight / (1 - weight))."""
-    return math.log(n_competitors * weight / (1 - weight))
 
 
 # ------------------------------------------------------------------------- interventions and read-outs
@@ -300,17 +164,6 @@ def final_scale(model, tokens):
 
 
 @torch.no_grad()
-def select_and_copy_misses(model, tokens, targets, layer=0, head=0):
-    """Where select_and_copy_from_activations disagrees with the model, and which step failed. Returns
-    boolean masks [batch] (miss, selected_answer): miss where its answer differs from the model's;
-    selected_answer where the chosen key holds the correct answer, so a miss there is the copy step's,
-    elsewhere the selection's."""
-    predicted, chosen = select_and_copy_from_activations(model, tokens, layer, head)
-    miss = predicted != model(tokens, last_only=True)[:, -1].argmax(-1)
-    return miss, tokens[torch.arange(len(tokens)), chosen] == targets
-
-
-@torch.no_grad()
 def sep_scores(model, tokens, layer, head, resid=None):
     """[batch, pos]: head (layer, head)'s pre-softmax scores from the last position to every key, computed from
     the residual stream the layer reads (the model's own hook_attn_scores row, without running the rest of the
@@ -353,20 +206,6 @@ def attention_on(model, tokens, key_mask):
     mask = F.pad(key_mask.to(torch.float), (0, tokens.shape[1] - key_mask.shape[1]))
     return torch.stack([(cache["pattern", l][:, :, -1] * mask[:, None]).sum(-1).mean(0)
                         for l in range(model.cfg.n_layers)])
-
-
-@torch.no_grad()
-def query_scores_by_key_token(model, tokens, layer, head, key_position=None):
-    """[batch, d_vocab]: the score head (layer, head) gives, from each input's real last-position query
-    (taken from the cache, so it includes everything earlier layers wrote), to a key made of token t's
-    embedding alone (plus W_pos[key_position] if given). It drops what earlier layers wrote at the key
-    positions: the K-composition paths, whose share path_ablation_accuracy measures."""
-    attn, ln = model.blocks[layer].attn, model.blocks[layer].ln1
-    _, cache = model.run_with_cache(tokens, names_filter=f"blocks.{layer}.attn.hook_q")
-    q = cache["q", layer][:, -1, head]  # [batch, d_head]
-    x = model.W_E if key_position is None else model.W_E + model.W_pos[key_position]
-    k = _ln(ln, x) @ attn.W_K[head] + attn.b_K[head]  # [d_vocab, d_head]
-    return q @ k.T / math.sqrt(q.shape[-1])
 
 
 def has_layernorm(model, layer):

@@ -9,6 +9,7 @@ import torch
 
 from . import circuits as C
 from .ablation import attention_one_hot, run_patched
+from .patching import patch
 from .components import mlp_name, output_names, outputs_from, senders
 from .tasks import answer_positions, family_accuracies, family_answers, mistakes
 
@@ -124,7 +125,7 @@ def patched_fraction(model, pairs, hook, position, head=None):
     """shared.circuits.patch on (clean, corrupt, clean answers, corrupt answers); None where the model's clean
     and corrupted logit differences are too close for a fraction to mean anything."""
     try:
-        return C.patch(model, *pairs, hook, position=position, head=head)
+        return patch(model, *pairs, hook, position=position, head=head)
     except ValueError:
         return None
 

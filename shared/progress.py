@@ -44,10 +44,11 @@ def layer0_circuits(head: int, n: int):
 
 def composition(cfg, early, late):
     """model -> {"<kind>-composition <early>-><late> / baseline": the score over random heads'}, kind Q, K, V."""
+    from .composition import composition_baseline, composition_scores  # loaded only when composition is watched
     pair = f"{head_name(*early)}->{head_name(*late)}"
-    baseline = {kind: C.composition_baseline(cfg, kind) for kind in "QKV"}
+    baseline = {kind: composition_baseline(cfg, kind) for kind in "QKV"}
     return lambda model: {f"{kind}-composition {pair} / baseline":
-                          (C.composition_scores(model, kind)[(*early, *late)] / baseline[kind]).item() for kind in "QKV"}
+                          (composition_scores(model, kind)[(*early, *late)] / baseline[kind]).item() for kind in "QKV"}
 
 
 def head_ablations(heads, probe):

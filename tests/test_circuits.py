@@ -1,10 +1,11 @@
-import math
 
 import pytest
 import torch
 
 from handbuilt import min_batch, min_model, two_layer
 from shared import circuits as C
+from shared import composition as K
+from shared import patching as P
 from shared.components import components, output_names, outputs_from
 from shared.model import Config, Transformer
 from shared.tasks import evaluate
@@ -24,13 +25,6 @@ def batch():
 
 def test_handbuilt_model_is_right(model, batch):
     assert evaluate(model, *batch)[1] == 1.0
-
-
-def test_factored_circuits(model):
-    d = model.cfg.d_model
-    assert C.W_QK(model, 0, 0).shape == (d, d) and C.W_OV(model, 0, 0).shape == (d, d)
-    assert torch.allclose(C.W_QK(model, 0, 0), model.W_Q[0, 0] @ model.W_K[0, 0].T)
-    assert torch.allclose(C.W_OV(model, 0, 0)[:V, :V], torch.eye(V))
 
 
 def test_full_qk_circuit_is_exact_and_monotone(model):
@@ -62,7 +56,7 @@ def test_full_ov_circuit_with_layernorm_needs_scale():
     with pytest.raises(ValueError, match="final_scale"):
         C.full_ov_circuit(m, head=0, position=0)
     ov = C.full_ov_circuit(m, head=0, position=0, final_scale=2.0)
-    x = m.blocks[0].ln1(m.W_E + m.W_pos[0]) @ C.W_OV(m, 0, 0)
+    x = m.blocks[0].ln1(m.W_E + m.W_pos[0]) @ m.W_V[0, 0] @ m.W_O[0, 0]
     want = ((x - x.mean(-1, keepdim=True)) / 2.0 * m.ln_final.w) @ m.W_U
     assert torch.allclose(ov, want, atol=1e-5)
 
@@ -75,15 +69,15 @@ def test_patching(model):
     corrupt_y = torch.full_like(clean_y, V - 1)
     keep = clean_y != corrupt_y
     clean, clean_y, corrupt, corrupt_y = clean[keep], clean_y[keep], corrupt[keep], corrupt_y[keep]
-    assert C.patch(model, clean, corrupt, clean_y, corrupt_y, "blocks.0.attn.hook_z") == pytest.approx(1.0)
-    sweep = C.patch_sweep(model, clean, corrupt, clean_y, corrupt_y, "blocks.0.attn.hook_z")
+    assert P.patch(model, clean, corrupt, clean_y, corrupt_y, "blocks.0.attn.hook_z") == pytest.approx(1.0)
+    sweep = P.patch_sweep(model, clean, corrupt, clean_y, corrupt_y, "blocks.0.attn.hook_z")
     assert sweep.shape == (N + 1,) and sweep[-1] == pytest.approx(1.0)
     assert torch.allclose(sweep[:-1], torch.zeros(N), atol=1e-6)  # earlier positions never reach SEP's logits
-    per_head = C.patch_sweep(model, clean, corrupt, clean_y, corrupt_y, "blocks.0.attn.hook_z",
+    per_head = P.patch_sweep(model, clean, corrupt, clean_y, corrupt_y, "blocks.0.attn.hook_z",
                              [(p, 0) for p in range(N + 1)])
     assert per_head.shape == (N + 1,) and per_head[-1] == pytest.approx(1.0) and torch.allclose(per_head, sweep)
     # the embeddings carry everything the answer depends on
-    assert C.patch(model, clean, corrupt, clean_y, corrupt_y, "hook_embed") == pytest.approx(1.0)
+    assert P.patch(model, clean, corrupt, clean_y, corrupt_y, "hook_embed") == pytest.approx(1.0)
 
 
 def direct_parts(model, tokens):
@@ -133,12 +127,12 @@ def test_composition_scores_only_from_earlier_layers():
     """Values are checked on hand-built heads below; here, where the table is zero by construction."""
     cfg = Config(n_layers=3, n_heads=2, d_model=12, d_head=3, n_ctx=4, d_vocab=5, d_vocab_out=5, seed=7)
     m = Transformer(cfg)
-    q, k, v = (C.composition_scores(m, kind) for kind in "QKV")
+    q, k, v = (K.composition_scores(m, kind) for kind in "QKV")
     assert q.shape == (3, 2, 3, 2)
     for s in (q, k, v):  # no composition from a head into itself, its layer, or an earlier layer
         assert (s[1, :, 0] == 0).all() and (s[1, :, 1] == 0).all() and (s[2, :, :2] == 0).all()
     with pytest.raises(ValueError):
-        C.composition_scores(m, "X")
+        K.composition_scores(m, "X")
 
 
 def e(i, d=8):
@@ -159,7 +153,7 @@ def test_composition_aligned_near_one_orthogonal_near_zero(kind):
                 a1.W_Q[0], a1.W_K[0] = e(read_dim), e(6)
             else:
                 a1.W_K[0], a1.W_Q[0] = e(read_dim), e(6)
-        return C.composition_scores(m, kind)[0, 0, 1, 0].item()
+        return K.composition_scores(m, kind)[0, 0, 1, 0].item()
 
     assert build(read_dim=3) == pytest.approx(1.0)
     assert build(read_dim=4) == pytest.approx(0.0)
@@ -168,10 +162,10 @@ def test_composition_aligned_near_one_orthogonal_near_zero(kind):
 def test_composition_baseline_matches_random_models():
     cfg = Config(n_layers=2, n_heads=2, d_model=32, d_head=8, n_ctx=4, d_vocab=5, d_vocab_out=5)
     for kind in "QKV":
-        base = C.composition_baseline(cfg, kind, draws=300, seed=0)
-        assert base == C.composition_baseline(cfg, kind, draws=300, seed=0)
+        base = K.composition_baseline(cfg, kind, draws=300, seed=0)
+        assert base == K.composition_baseline(cfg, kind, draws=300, seed=0)
         assert 0 < base < 1
-        random = torch.stack([C.composition_scores(Transformer(Config(**{**cfg.__dict__, "seed": s})), kind)[0, :, 1, :]
+        random = torch.stack([K.composition_scores(Transformer(Config(**{**cfg.__dict__, "seed": s})), kind)[0, :, 1, :]
                               for s in range(20)])
         assert random.mean().item() == pytest.approx(base, rel=0.1)
 
@@ -179,16 +173,14 @@ def test_composition_baseline_matches_random_models():
 def test_summaries():
     assert C.rank_correlation([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
     assert C.rank_correlation([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
-    g = C.softmax_weight_needed_gap(9, 0.5)
-    assert math.exp(g) / (math.exp(g) + 9) == pytest.approx(0.5)
 
 
 def test_composition_scores_of_an_identity_path():
     from handbuilt import min_then_move_model
     model = min_then_move_model(N, V)
     # rank-V identity maps compose perfectly, and score ||I|| / (||I|| ||I||) = 1/sqrt(V)
-    assert C.composition_scores(model, "V")[0, 0, 1, 0] == pytest.approx(V ** -0.5)
-    assert C.composition_scores(model, "Q")[0, 0, 1, 0] == pytest.approx(0.0)
+    assert K.composition_scores(model, "V")[0, 0, 1, 0] == pytest.approx(V ** -0.5)
+    assert K.composition_scores(model, "Q")[0, 0, 1, 0] == pytest.approx(0.0)
 
 
 def test_select_and_copy_on_handbuilt_models(model, batch):
@@ -200,8 +192,6 @@ def test_select_and_copy_on_handbuilt_models(model, batch):
     two = min_then_move_model(N, V)
     answers, chosen = C.select_and_copy_from_activations(two, tokens, layer=0, head=0)  # real scores
     assert torch.equal(tokens[torch.arange(len(tokens)), chosen], targets)
-    miss, selected = C.select_and_copy_misses(model, tokens, targets)
-    assert not miss.any() and selected.all()
 
 
 def test_select_and_copy_from_weights_is_only_for_what_it_is_exact_for(model, batch):
@@ -225,11 +215,11 @@ def test_select_and_copy_from_weights_is_only_for_what_it_is_exact_for(model, ba
 def test_patch_refuses_meaningless_requests(model):
     tokens, targets = min_batch(50, N, V)
     with pytest.raises(ValueError, match="too close"):  # corrupted = clean: no difference to recover
-        C.patch(model, tokens, tokens, targets, (targets + 1) % V, "blocks.0.hook_resid_pre")
+        P.patch(model, tokens, tokens, targets, (targets + 1) % V, "blocks.0.hook_resid_pre")
     corrupt = tokens.clone()
     corrupt[:, 0] = 0
     with pytest.raises(ValueError, match="no head dimension"):
-        C.patch(model, tokens, corrupt, targets, corrupt[:, :-1].min(-1).values, "blocks.0.hook_resid_post", head=0)
+        P.patch(model, tokens, corrupt, targets, corrupt[:, :-1].min(-1).values, "blocks.0.hook_resid_post", head=0)
 
 
 def test_variance_explained_of_a_lookup_and_of_noise():

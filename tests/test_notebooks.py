@@ -38,6 +38,16 @@ def test_notebook_is_committed_executed(task):
 
 
 @pytest.mark.parametrize("task", list(NOTEBOOKS))
+def test_opening_the_notebook_does_not_modify_it(task):
+    """JupyterLab writes the running kernel's kernelspec into a notebook it opens: one that differs (a display name
+    "Python 3" beside ipykernel's "Python 3 (ipykernel)") marks the tab modified at once, and autosave rewrites it."""
+    from jupyter_client.kernelspec import KernelSpecManager
+    spec = KernelSpecManager().get_kernel_spec("python3")
+    saved = nbformat.read(NOTEBOOKS[task], as_version=4).metadata.kernelspec
+    assert (saved.name, saved.display_name, saved.language) == ("python3", spec.display_name, spec.language)
+
+
+@pytest.mark.parametrize("task", list(NOTEBOOKS))
 def test_notebook_reads_in_a_learners_time(task):
     nb = nbformat.read(NOTEBOOKS[task], as_version=4)
     words = sum(len(cell.source.split()) for cell in nb.cells if cell.cell_type == "markdown")
