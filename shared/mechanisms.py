@@ -286,7 +286,7 @@ def explain_others(recipes: dict, my_class: str, task_factory, mechanisms) -> st
 def across_seeds_record(model, suite, task_factory, mechanisms) -> dict:
     """The record of a notebook's "Across seeds" section: the task's published sweeps (shared.published), the loaded
     model's measures, class and class faithfulness, every other published class explained by its representative,
-    and each hypothesis's verdicts on the default recipe's seeds (`python -m shared.tools.sweep ... --hypotheses --publish`)."""
+    and each hypothesis's verdicts on the default recipe's seeds (`shared.tools.sweep ... --hypotheses --publish`)."""
     name = task_factory().name
     recipes = published(name)
     mine = describe_class(model, suite, mechanisms)

@@ -213,7 +213,7 @@ def measurements_table_across(rows: list) -> str:
 
 
 def summary_table(rows: list) -> str:
-    """Markdown, per seed of a sweep: uniform accuracy, the weakest family, the class, steps and seconds to the target."""
+    """Markdown, per seed of a sweep: uniform accuracy, the weakest family, the class, steps and seconds to target."""
     uniform = next(k for k in rows[0] if k.startswith("uniform ("))  # the suite's fresh uniform sample
     seconds = lambda r: "-" if r["seconds to target"] is None else f"{r['seconds to target']:.1f}"
     return markdown_table(["seed", uniform, "weakest family", "weakest accuracy", "mechanism", "target reached",

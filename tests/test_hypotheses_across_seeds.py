@@ -28,8 +28,8 @@ display({"application/json": {"run_id": f"run{seed}", "measurements": [{"key": "
 @pytest.fixture
 def notebook(tmp_path):
     """A notebook that displays a hypotheses record (shared.hypotheses's shape) read off its checkpoint's name."""
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("checkpoint = None", metadata={"tags": ["parameters"]}),
-                                         nbformat.v4.new_code_cell(RECORD)])
+    parameters = nbformat.v4.new_code_cell("checkpoint = None", metadata={"tags": ["parameters"]})
+    nb = nbformat.v4.new_notebook(cells=[parameters, nbformat.v4.new_code_cell(RECORD)])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, tmp_path / "fixture.ipynb")
     return tmp_path / "fixture.ipynb"

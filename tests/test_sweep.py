@@ -107,7 +107,8 @@ def test_the_command_line_refuses_in_one_line(tmp_path):
 
 
 def test_a_named_recipe_sets_the_hyperparameters_and_the_name(tmp_path):
-    opt, paths, params = parse_args(["find_min", "--seeds=0-1", "--recipe=two_heads", "--lr=0.01", f"--folder={tmp_path}"])
+    opt, paths, params = parse_args(["find_min", "--seeds=0-1", "--recipe=two_heads", "--lr=0.01",
+                                     f"--folder={tmp_path}"])
     assert params["n_heads"] == 2 and params["lr"] == 0.01 and opt.name == "two_heads"
     assert paths == {0: tmp_path / "seed0.pt", 1: tmp_path / "seed1.pt"}
     _, _, params = parse_args(["find_median", "--seeds=0", "--recipe=averaging", f"--folder={tmp_path}"])
@@ -123,8 +124,8 @@ def test_parse_seeds():
 def record(seed):
     """A notebook's hypotheses record as shared.hypotheses writes it: one hypothesis that breaks on odd seeds."""
     return {"run_id": f"run{seed}", "measurements": [{"key": "width", "value": 2.0 * seed, "unit": ""}],
-            "hypotheses": [{"key": "even", "value": seed % 2, "op": "<", "threshold": 1, "why": "even seeds", "unit": "",
-                            "note": "", "verdict": "holds" if seed % 2 == 0 else "FAILS"}]}
+            "hypotheses": [{"key": "even", "value": seed % 2, "op": "<", "threshold": 1, "why": "even seeds",
+                            "unit": "", "note": "", "verdict": "holds" if seed % 2 == 0 else "FAILS"}]}
 
 
 def test_the_sweeps_files_hold_the_summary_and_every_hypothesis_on_every_seed(tmp_path):
