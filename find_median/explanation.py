@@ -463,7 +463,8 @@ def term_shapes(program: Explanation) -> dict:
     """A few numbers that say what kind each fitted term is (compared across seeds): where the score's bump around
     the median peaks, how much of the copy lands on the attended value's neighbours, where MLP 1's pull peaks and how
     wide it is."""
-    window = torch.arange(-SPREAD, SPREAD + 1)
+    reach = min(SPREAD, program.V - 1)  # the tables indexed by u - m span -(V - 1)...V - 1
+    window = torch.arange(-reach, reach + 1)
     around = lambda table: table[program.V - 1 + window]
     pull = around(program.fix_median)
     copy_here = program.copy_gain.mean() + program.copy_spread[SPREAD]

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from find_median import analysis
 from find_median import explanation as E
 from find_median.dataset import answer, median_swap_pairs, same_middle, task
 from shared import circuits as C
@@ -167,16 +166,3 @@ def test_mlp0_reading_of_the_handbuilt_model():
     assert (reading["turn_on"][0::2] == 4).all() and (reading["turn_on"][1::2] == 5).all()
     assert len(reading["important"]) > 0
     assert set(median_thresholds(reading).tolist()) <= set((torch.arange(63) + 0.5).tolist())
-
-
-def test_every_tool_runs_on_the_handbuilt_model():
-    """The whole analysis on the hand-built model at n = 5, V = 8 (every section measured, in-process): it is
-    right on every family, its MLP 0 reads as steps, and no verdict contradicts its own value."""
-    from find_median.handbuilt import handbuilt_model
-    model = handbuilt_model(5, 8)
-    model.metadata = {"handbuilt": True, "run_id": "hand"}
-    small = evaluation_suite(task(5, 8), size=200, uniform_size=2000)
-    record = analysis.measure(model, small, task(5, 8), None, None, "no snapshots", None, None)
-    claims = {c.key: c for c in analysis.hypotheses(record)}
-    assert claims["accuracy"].holds and claims["weakest_family"].holds and claims["mlp0_steps"].holds
-    assert all(c.verdict == ("not measured here" if c.value is None else c.verdict) for c in claims.values())

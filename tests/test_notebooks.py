@@ -66,6 +66,17 @@ VARIANTS = {
 }
 
 
+HANDBUILT = "find_median, hand-built at n = 5, V = 8"
+
+
+def save_handbuilt(out, n, V):
+    from find_median.handbuilt import handbuilt_model, metadata
+    from shared.checkpoint import save_checkpoint
+    model = handbuilt_model(n, V)
+    save_checkpoint(out, model, **metadata(model))
+    return out
+
+
 def train_tiny(task_name, out, **overrides):
     import importlib
 
@@ -85,6 +96,7 @@ def executed(tmp_path_factory):
     runs = {task: (task, ROOT / task / "checkpoints/model.pt") for task in NOTEBOOKS}
     for i, (name, (task, overrides)) in enumerate(VARIANTS.items()):
         runs[name] = (task, train_tiny(task, folder / f"variant{i}.pt", **overrides))
+    runs[HANDBUILT] = ("find_median", save_handbuilt(folder / "handbuilt.pt", 5, 8))
     order = sorted(runs, key=lambda name: (name not in NOTEBOOKS, name != "find_median"))
 
     def run(name):
@@ -118,6 +130,15 @@ def test_find_min_notebook_on_two_heads_with_layernorm(executed):
 def test_find_median_notebook_on_one_layer(executed):
     _, record = executed["find_median, one layer"]
     assert not disagreeing(record) and verdicts(record)["selects"] == NOT_MEASURED  # no later head: not refuted
+
+
+def test_find_median_notebook_on_the_handbuilt_model(executed):
+    """Every section on the model whose every weight is known: right on every family, MLP 0 reads as sharp
+    steps next to the median, and no verdict contradicts its own value."""
+    _, record = executed[HANDBUILT]
+    found = verdicts(record)
+    assert not disagreeing(record)
+    assert all(found[key] == "holds" for key in ("accuracy", "weakest_family", "mlp0_steps", "mlp0_next_to_median"))
 
 
 def test_a_checkpoint_path_that_does_not_exist_is_one_line(tmp_path, monkeypatch):

@@ -24,5 +24,8 @@ def execute(notebook, checkpoint, output=None, threads: int = 1) -> dict:
     os.environ["OMP_NUM_THREADS"] = str(threads)  # the kernel inherits it: torch reads it when imported
     os.environ.pop("MPLBACKEND", None)  # draw inline, as Jupyter does
     return read(papermill.execute_notebook(str(notebook), str(output or checkpoint.with_suffix(".ipynb")),
-                                           parameters={"checkpoint": str(checkpoint)}, cwd=str(Path(notebook).parent),
+                                           parameters={"checkpoint": str(checkpoint)},
+                                           # the kernel's own directory: papermill's cwd= would chdir this process,
+                                           # which runs in other threads at once would see
+                                           resources={"metadata": {"path": str(Path(notebook).parent.resolve())}},
                                            kernel_name="python3", progress_bar=False))
