@@ -9,7 +9,7 @@ import torch
 
 from find_min.dataset import task as min_task
 from shared import CheckpointError, load_checkpoint, load_snapshots, snapshots_path
-from shared.tools.experiment import run_training
+from shared.tools.experiment import run_training, training_verdict
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = dict(n=4, V=16, n_layers=1, n_heads=1, d_model=32, d_head=32, d_mlp=None, act_fn="relu",
@@ -85,6 +85,13 @@ def test_verdict_says_the_measurement_and_the_target_apart(tmp_path, capsys):
     held = history["eval_accuracy"][-1]
     assert line.startswith(f"target not reached by max_steps=20: held-out accuracy {held:.2%} (target 100.00%); "
                            "weakest family in the report: "), line
+
+
+def test_a_run_stopped_before_its_first_evaluation_says_so():
+    history = {"target_reached": None, "interrupted": True, "stopped_at": 3, "eval_accuracy": []}
+    line = training_verdict(history, {"uniform": 0.25}, {"target_accuracy": 1.0})
+    assert line.startswith("target not reached: interrupted at step 3: no held-out evaluation yet (target 100.00%)")
+    assert "nan" not in line
 
 
 @pytest.mark.parametrize("device", ["cuda"] if not torch.cuda.is_available() else [])

@@ -76,7 +76,8 @@ def check_writable(out_path) -> Path:
 @contextlib.contextmanager
 def stop_signals():
     """Inside, SIGINT and SIGTERM ask training to stop (checked before every step) instead of raising wherever they
-    land, so a second Ctrl-C in the save cannot lose the model; yields the names of those received (main thread)."""
+    land, so a second Ctrl-C in the save cannot lose the model, nor a later one the exit; yields the names of those
+    received (main thread)."""
     received = []
 
     def handle(signum, frame):
@@ -89,8 +90,9 @@ def stop_signals():
     try:
         yield received
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        stopping = bool(received) or signal.getsignal(signal.SIGTERM) == signal.SIG_IGN  # or an inner one stopped
+        for sig, handler in previous.items():  # once stopping, a later signal would kill the exit: ignore it
+            signal.signal(sig, signal.SIG_IGN if stopping else handler)
 
 
 def run_training(task: ListTask, p: dict, out_path, progress: bool = True):
@@ -149,9 +151,10 @@ def training_verdict(history, family_accuracy: dict, p: dict) -> str:
             f"target not reached by max_steps={history['stopped_at']}")
     each = f", and {p['target_family_accuracy']:.2%} on a fresh draw of every family" \
         if p.get("target_family_accuracy") is not None else ""
-    held = (history["eval_accuracy"] or [float("nan")])[-1]
-    return (f"{head}: held-out accuracy {held:.2%} (target {p['target_accuracy']:.2%}{each}); weakest family in the "
-            f"report: {weakest} {family_accuracy[weakest]:.2%}")
+    held = f"held-out accuracy {history['eval_accuracy'][-1]:.2%}" if history["eval_accuracy"] else \
+        "no held-out evaluation yet"  # stopped before the first eval_every steps
+    return (f"{head}: {held} (target {p['target_accuracy']:.2%}{each}); weakest family in the report: {weakest} "
+            f"{family_accuracy[weakest]:.2%}")
 
 
 def restore_command(path: Path) -> str:
