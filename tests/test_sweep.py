@@ -76,6 +76,12 @@ def test_the_slurm_batch_script_of_a_dry_run(tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []  # nothing submitted, nothing written
 
 
+def test_on_slurm_without_jobs_the_array_is_not_run_one_at_a_time(tmp_path, capsys):
+    main(["find_min", "--seeds=0-1999", "--cluster=slurm", f"--folder={tmp_path}", "--dry-run"])
+    array = [line for line in capsys.readouterr().out.splitlines() if line.startswith("#SBATCH --array=")]
+    assert array == ["#SBATCH --array=0-1999%256"]  # submitit's own limit, not --jobs' local default of 1
+
+
 @pytest.mark.parametrize("args, message", [
     (["find_min", "--seeds=5-2"], "--seeds=5-2: expected seeds like 0-19, 3 or 0,2,5-7 (no empty range)"),
     (["find_min", "--seeds="], "--seeds is required"),

@@ -31,8 +31,9 @@ from . import notebooks
 from .cli import apply_overrides
 from .experiment import CLI_LIMITS, check_writable, make_task, run_training
 
-OPTIONS = dict(seeds="", jobs=1, recipe="", name="", folder="", hypotheses=False, publish=False, replace=False,
+OPTIONS = dict(seeds="", jobs=None, recipe="", name="", folder="", hypotheses=False, publish=False, replace=False,
                dry_run=False, cluster="local", partition="", time=60, mem=0.0)  # --time: minutes, --mem: GB (Slurm)
+# --jobs: seeds at once; unset, 1 here and on Slurm as many as submitit lets an array run (256)
 
 
 def parse_seeds(text: str) -> list:
@@ -53,7 +54,7 @@ def parse_args(argv) -> tuple:
     if set(names.values()) & set(published.NOT_RECIPE):
         raise SystemExit(f"error: --{'/--'.join(published.NOT_RECIPE)} are set by the sweep, not overridable here")
     own = [f"--{name}=" + (arg.split("=", 1) + ["true"])[1] for arg, name in names.items() if name in OPTIONS]
-    opt = SimpleNamespace(task=argv[0], **apply_overrides(dict(OPTIONS), own, zero_ok=["mem"],
+    opt = SimpleNamespace(task=argv[0], **apply_overrides(dict(OPTIONS), own, zero_ok=["mem"], types={"jobs": int},
                                                           choices={"cluster": ["local", "slurm"]}))
     overrides = [arg for arg, name in names.items() if name not in OPTIONS]
     try:
@@ -101,7 +102,8 @@ def executor_for(opt, folder: Path, planned: bool = False):
     executor = (type("Planned", (submitit.SlurmExecutor,), {"affinity": classmethod(lambda cls: 1)}) if planned
                 else submitit.SlurmExecutor)(folder / "logs")
     executor.update_parameters(job_name=f"{opt.task}-{opt.name}", time=opt.time, cpus_per_task=1,
-                               array_parallelism=opt.jobs, **{"partition": opt.partition} if opt.partition else {},
+                               **{"array_parallelism": opt.jobs} if opt.jobs else {},
+                               **{"partition": opt.partition} if opt.partition else {},
                                **{"mem": f"{round(opt.mem * 1024)}MB"} if opt.mem else {})
     return executor
 
@@ -148,6 +150,7 @@ def run_jobs(executor, calls: dict, jobs: int, bar) -> tuple:
 
 def main(argv=None):
     opt, paths, params = parse_args(sys.argv[1:] if argv is None else argv)
+    opt.jobs = opt.jobs or (1 if opt.cluster == "local" else 0)
     folder = next(iter(paths.values())).parent
     notebook = published.ROOT / opt.task / "analyze.ipynb" if opt.hypotheses else None
     calls = {seed: (opt.task, seed, path, params, True, notebook) for seed, path in paths.items()}
