@@ -90,18 +90,20 @@ def train_tiny(task_name, out, **overrides):
 
 @pytest.fixture(scope="module")
 def executed(tmp_path_factory):
-    """{task or variant: (the executed notebook, its record)}: the committed checkpoints and each VARIANTS
-    retrain, two kernels at a time on one thread each, longest first."""
+    """{task or variant: (the executed notebook, its record)}: the committed checkpoints, the hand-built model and each
+    VARIANTS retrain (trained in its worker), two kernels at a time on one thread each, longest first."""
     folder = tmp_path_factory.mktemp("notebooks")
-    runs = {task: (task, ROOT / task / "checkpoints/model.pt") for task in NOTEBOOKS}
+    runs = {task: (task, lambda task=task: ROOT / task / "checkpoints/model.pt") for task in NOTEBOOKS}
+    runs[HANDBUILT] = ("find_median", lambda: save_handbuilt(folder / "handbuilt.pt", 5, 8))
     for i, (name, (task, overrides)) in enumerate(VARIANTS.items()):
-        runs[name] = (task, train_tiny(task, folder / f"variant{i}.pt", **overrides))
-    runs[HANDBUILT] = ("find_median", save_handbuilt(folder / "handbuilt.pt", 5, 8))
-    order = sorted(runs, key=lambda name: (name not in NOTEBOOKS, name != "find_median"))
+        runs[name] = (task, lambda i=i, task=task, overrides=overrides: train_tiny(task, folder / f"variant{i}.pt",
+                                                                                    **overrides))
+    order = ["find_median", HANDBUILT, *[name for name in runs if name not in ("find_median", HANDBUILT)]]
 
     def run(name):
         output = folder / f"run{order.index(name)}.ipynb"
-        run_notebook(*runs[name], output)
+        task, checkpoint = runs[name]
+        run_notebook(task, checkpoint(), output)
         return nbformat.read(output, as_version=4)
 
     with ThreadPoolExecutor(2) as pool:
