@@ -15,9 +15,9 @@ from shared import load_checkpoint
 from shared.explore import (PLACEHOLDER, BadInput, BadList, Panel, Screen, example, load_explanation, main, parse,
                             run_on, text)
 from shared.published import task_names
+from shared.tasks import to_tokens
 
 ROOT = Path(__file__).resolve().parent.parent
-NEAR_TIE = [12, 11, 12, 12, 13, 12, 12, 11, 12, 12]  # find_min: the minimum 11 twice, the rest one above
 # The head each committed model's notebook says does the work, and how much of SEP's attention "does" takes there:
 # find_min's head selects the minimum ("almost all", 0.9), find_median's later head puts most of it on the median.
 SHOWN = {"find_min": ("L0H0", 0.9), "find_median": ("L1H0", 0.5)}
@@ -33,77 +33,120 @@ def median_model():
     return load_checkpoint(ROOT / "find_median/checkpoints/model.pt", task="find_median")
 
 
+# The lists are built for each model's shape, so that a user's retrain with another n, V or head count is tested on
+# lists it reads and heads it has.
+def shape(model) -> tuple:
+    """(n, V): how many values the model reads, and how many values there are."""
+    return model.cfg.n_ctx - 1, model.cfg.d_vocab_out
+
+
+def near_tie(model) -> list:
+    """find_min's near tie: the minimum 11 twice, the rest one above it."""
+    return ([12, 11, 12, 12, 13, 12, 12, 11] + [12] * shape(model)[0])[:shape(model)[0]]
+
+
+def head_names(model) -> list:
+    return [f"L{layer}H{head}" for layer in range(model.cfg.n_layers) for head in range(model.cfg.n_heads)]
+
+
+def answer_of(model, values) -> int:
+    return model(to_tokens(torch.tensor([values]), shape(model)[1]))[0, -1].argmax().item()
+
+
 def test_the_view_is_what_the_model_computes(model, median_model):
-    for m, values in ((model, NEAR_TIE), (model, "63 0 63 0 63 0 63 0 63 0"), (median_model, "12 47 3 30 58 21 40")):
+    n, V = shape(model)
+    spread = [12, 47, 3, 30, 58, 21, 40, 9, 33, 5][:shape(median_model)[0]]
+    for m, values in ((model, near_tie(model)), (model, ([V - 1, 0] * n)[:n]),
+                      (median_model, [v % shape(median_model)[1] for v in spread])):
         view, tokens, _, _ = run_on(m, values)
         logits, cache = m.run_with_cache(tokens)
-        assert view.answer == logits[0, -1].argmax().item() and view.truth == view.top[0][0] == view.answer
-        assert view.top[0][0] == view.answer and abs(sum(p for _, p in view.top) - 1) < 0.05
+        assert view.answer == logits[0, -1].argmax().item() == view.top[0][0]
+        assert view.truth == sorted(values)[0 if m is model else len(values) // 2]
+        probabilities = logits[0, -1].softmax(-1)
+        assert all(abs(probabilities[v] - p) < 1e-5 for v, p in view.top)
         for layer in range(m.cfg.n_layers):
-            name = f"L{layer}H0"
-            assert torch.allclose(torch.tensor(view.attention[name]), cache["pattern", layer][0, 0, -1])
-            assert torch.allclose(torch.tensor(view.scores[name]), cache["attn_scores", layer][0, 0, -1])
-        assert len(view.attention) == len(view.scores) == m.cfg.n_layers * m.cfg.n_heads and view.head is None
+            for head in range(m.cfg.n_heads):
+                name = f"L{layer}H{head}"
+                assert torch.allclose(torch.tensor(view.attention[name]), cache["pattern", layer][0, head, -1])
+                assert torch.allclose(torch.tensor(view.scores[name]), cache["attn_scores", layer][0, head, -1])
+        assert list(view.attention) == list(view.scores) == head_names(m) and view.head is None
 
 
 class Uniform:
     """An explanation that attends evenly and always answers 0: it parts from the model where the model does."""
 
+    def __init__(self, V: int):
+        self.V = V
+
     def attention(self, tokens):
         return torch.full(tokens.shape, 1 / tokens.shape[1])
 
     def logits(self, tokens):
-        return torch.nn.functional.one_hot(torch.zeros(len(tokens), dtype=torch.long), 64).float()
+        return torch.nn.functional.one_hot(torch.zeros(len(tokens), dtype=torch.long), self.V).float()
 
 
 def test_an_explanation_is_shown_beside_its_head_and_marked_where_it_differs(model):
-    view = run_on(model, NEAR_TIE, explanation=Uniform(), head=(0, 0))[0]
+    values, (n, V) = near_tie(model), shape(model)
+    view = run_on(model, values, explanation=Uniform(V), head=(0, 0))[0]
     said = view.explained
-    assert said.answer == 0 and said.head == view.head == "L0H0" and said.attention == pytest.approx([1 / 11] * 11)
-    assert said.differs(view) == [abs(a - 1 / 11) > 0.1 for a in view.attention["L0H0"]] and any(said.differs(view))
+    assert said.answer == 0 and said.head == view.head == "L0H0"
+    assert said.attention == pytest.approx([1 / (n + 1)] * (n + 1))
+    assert said.differs(view) == [abs(a - 1 / (n + 1)) > 0.1 for a in view.attention["L0H0"]]
     shown = text(view)
-    assert "explanation: answers 0, NOT the model's 11" in shown and "<- differs" in shown
     assert "L0H0: SEP's attention over the positions (highlighted)" in shown
-    assert run_on(model, NEAR_TIE, explanation=Uniform())[0].explained.head == "L0H0"  # the head nearest it
+    assert ("explanation: answers 0 like the model" if view.answer == 0 else
+            f"explanation: answers 0, NOT the model's {view.answer}") in shown
+    assert ("<- differs" in shown) == any(said.differs(view))
+    nearest = run_on(model, values, explanation=Uniform(V))[0]
+    assert nearest.explained.head == min(head_names(model), key=lambda name: nearest.explained.distance(nearest, name))
     with pytest.raises(TypeError, match="an explanation is an object with .logits"):
-        run_on(model, NEAR_TIE, explanation={"layer": 0, "head": 0})  # the old notebook record is refused in one line
+        run_on(model, values, explanation={"layer": 0, "head": 0})  # the old notebook record is refused in one line
 
 
-@pytest.mark.parametrize("values, message", [
-    ("", "type 10 values between 0 and 63"),
-    ("1 2 3", "this model reads lists of 10 values, got 3"),
-    ("1 2 3 4 5 6 7 8 9 99", "99 is outside 0..63 (the values this model reads; 64 is its separator)"),
-    ("1 2 3 4 5 6 7 8 9 64", "64 is outside 0..63"),
-    ("1 2 3 4 5 6 7 8 9 x", "'x' is not a whole number"),
-    ("1 2 3 4 5 6 7 8 9 2.5", "'2.5' is not a whole number"),
-    ([1, 2, 3, 4, 5, 6, 7, 8, 9, True], "True is not a whole number"),
-])
-def test_bad_input_is_one_line(model, values, message):
-    with pytest.raises(BadList, match=re.escape(message)):
-        run_on(model, values)
+def test_bad_input_is_one_line(model):
+    n, V = shape(model)
+    below = list(range(1, n))  # n - 1 values that every model reads
+    for values, message in (("", f"type {n} values between 0 and {V - 1}"),
+                            ("1 2 3", f"this model reads lists of {n} values, got 3"),
+                            ([*below, V + 35], f"{V + 35} is outside 0..{V - 1} (the values this model reads; {V} is "
+                                               "its separator)"),
+                            ([*below, V], f"{V} is outside 0..{V - 1}"),
+                            (" ".join(map(str, below)) + " x", "'x' is not a whole number"),
+                            (" ".join(map(str, below)) + " 2.5", "'2.5' is not a whole number"),
+                            ([*below, True], "True is not a whole number")):
+        with pytest.raises(BadList, match=re.escape(message)):
+            run_on(model, values)
     assert parse("1, 2,3 4 5 6 7 8 9 10", 10, 64) == list(range(1, 11))
 
 
-@pytest.mark.parametrize("head", ["L1H0", (0, 3), "MLP 0", "x"])
-def test_a_head_the_model_lacks_is_one_line(model, head):
-    with pytest.raises(BadInput, match=re.escape(f"{head!r} is no head of this model (its heads: L0H0)")):
-        run_on(model, NEAR_TIE, head=head)
+def test_a_head_the_model_lacks_is_one_line(model):
+    layers, heads = model.cfg.n_layers, model.cfg.n_heads
+    for head in (f"L{layers}H0", (0, heads), "MLP 0", "x"):
+        with pytest.raises(BadInput, match=re.escape(f"{head!r} is no head of this model (its heads: "
+                                                     f"{', '.join(head_names(model))})")):
+            run_on(model, near_tie(model), head=head)
 
 
-def test_the_command_line_view_of_a_near_tie(capsys):
-    run = subprocess.run([sys.executable, "-m", "shared.explore", "find_min", *map(str, NEAR_TIE)], cwd=ROOT,
+def test_the_command_line_view_of_a_near_tie(model, capsys):
+    values, n = near_tie(model), shape(model)[0]
+    run = subprocess.run([sys.executable, "-m", "shared.explore", "find_min", *map(str, values)], cwd=ROOT,
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
-    lines = run.stdout.splitlines()
-    assert lines[0] == "list: " + " ".join(map(str, NEAR_TIE)) and lines[1] == "model's answer: 11; true answer: 11"
-    assert lines[2].startswith("top probabilities: 11: ") and lines[3] == "L0H0: SEP's attention over the positions"
-    assert len([line for line in lines if line.startswith("     11 (")]) == 2 and "   SEP (10)" in run.stdout
+    lines, answer = run.stdout.splitlines(), answer_of(model, values)
+    assert lines[0] == "list: " + " ".join(map(str, values)) and lines[1].startswith(f"model's answer: {answer}; "
+                                                                                      "true answer: 11")
+    assert lines[2].startswith(f"top probabilities: {answer}: ")
+    assert lines[3] == "L0H0: SEP's attention over the positions"
+    assert len([line for line in lines if line.startswith("     11 (")]) == 2 * model.cfg.n_heads  # each head's bars
+    assert f"   SEP ({n})" in run.stdout
     assert "scores from SEP before the softmax:" in lines and "explanation" not in run.stdout  # find_min has none
-    for args, message in ((["find_min", "1", "2"], "error: this model reads lists of 10 values, got 2"),
+    absent = f"L{model.cfg.n_layers}H0"
+    for args, message in ((["find_min", "1", "2"], f"error: this model reads lists of {n} values, got 2"),
                           (["find_max", "1", "2"], f"error: unknown task find_max (tasks: {', '.join(task_names())})"),
                           (["find_min", "1", "--lists=3"],
                            "error: --lists=3: unknown option; known: --checkpoint=PATH, --head=L1H0"),
-                          (["find_min", *map(str, NEAR_TIE), "--head=L2H0"], "error: 'L2H0' is no head of this model"),
+                          (["find_min", *map(str, values), f"--head={absent}"],
+                           f"error: '{absent}' is no head of this model"),
                           (["find_min", "1", "--checkpoint=no/such.pt"], "error: no/such.pt: no such checkpoint file")):
         assert main(args) == 2 and capsys.readouterr().err.strip().startswith(message)  # the same main, in-process
     assert main(["--help"]) == 0 and f"one of: {', '.join(task_names())}" in capsys.readouterr().out
@@ -143,45 +186,54 @@ class Drawn(list):
         self.append(view)
 
 
+PI, E = [3, 1, 4, 1, 5, 9, 2, 6, 5, 3], [2, 7, 1, 8, 2, 8, 1, 8, 2, 8]  # the family's two lists (their first n)
+
+
+def spaced(values) -> str:
+    return " ".join(map(str, values))
+
+
 @pytest.fixture
 def live(model):
-    screen, later = Drawn(), Later()
-    tokens = torch.tensor([[3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 64], [2, 7, 1, 8, 2, 8, 1, 8, 2, 8, 64]])
-    return Panel(model, NEAR_TIE, {"two lists": (tokens, None)}, screen=screen, later=later), screen, later
+    screen, later, (n, V) = Drawn(), Later(), shape(model)
+    tokens = torch.tensor([PI[:n] + [V], E[:n] + [V]])
+    return Panel(model, near_tie(model), {"two lists": (tokens, None)}, screen=screen, later=later), screen, later
 
 
-def test_the_panel_reads_the_box_after_a_pause_or_on_enter_never_per_keystroke(live):
+def test_the_panel_reads_the_box_after_a_pause_or_on_enter_never_per_keystroke(live, model):
     panel, screen, later = live
-    for end in range(1, len("9 8 7 6 5 4 3 2 1 0") + 1):
-        panel.box.value = "9 8 7 6 5 4 3 2 1 0"[:end]  # typing: half-typed lists are not read
-    assert screen == [] and "error" not in panel.status.value and len(later.waiting) == len("9 8 7 6 5 4 3 2 1 0")
+    n = shape(model)[0]
+    countdown, ascending = list(range(n - 1, -1, -1)), list(range(1, n + 1))
+    for end in range(1, len(spaced(countdown)) + 1):
+        panel.box.value = spaced(countdown)[:end]  # typing: half-typed lists are not read
+    assert screen == [] and "error" not in panel.status.value and len(later.waiting) == len(spaced(countdown))
     later.fire()  # the pause: only the last keystroke's timer is still live
-    assert [v.values for v in screen] == [[9, 8, 7, 6, 5, 4, 3, 2, 1, 0]]
-    panel.box.value = "1 2 3 4 5 6 7 8 9 10"
+    assert [v.values for v in screen] == [countdown]
+    panel.box.value = spaced(ascending)
     panel.box._handle_custom_msg({"event": "submit"}, [])  # Enter: at once
-    assert screen[-1].values == list(range(1, 11)) and len(screen) == 2
+    assert screen[-1].values == ascending and len(screen) == 2
     later.fire()
     assert len(screen) == 2  # the pause after Enter redraws nothing
     panel.box.value = "1 2 3"
     panel.box._handle_custom_msg({"event": "submit"}, [])
-    assert len(screen) == 2 and "error: this model reads lists of 10 values, got 3" in panel.status.value
-    assert "still of 1 2 3 4 5 6 7 8 9 10" in panel.status.value
+    assert len(screen) == 2 and f"error: this model reads lists of {n} values, got 3" in panel.status.value
+    assert f"still of {spaced(ascending)}" in panel.status.value
 
 
-def test_every_family_choice_draws_a_new_list(live):
+def test_every_family_choice_draws_a_new_list(live, model):
     panel, screen, later = live
+    n = shape(model)[0]
     panel.family.value = "two lists"
     panel.another.click()  # the same family again
     panel.another.click()
-    assert [v.values for v in screen] == [[3, 1, 4, 1, 5, 9, 2, 6, 5, 3], [2, 7, 1, 8, 2, 8, 1, 8, 2, 8],
-                                          [3, 1, 4, 1, 5, 9, 2, 6, 5, 3]]
-    assert panel.box.value == "3 1 4 1 5 9 2 6 5 3" and "drawn from two lists" in panel.status.value
+    assert [v.values for v in screen] == [PI[:n], E[:n], PI[:n]]
+    assert panel.box.value == spaced(PI[:n]) and "drawn from two lists" in panel.status.value
     later.fire()
     assert len(screen) == 3  # a drawn list is shown once, not again after the pause
-    panel.box.value = "0 0 0 0 0 0 0 0 0 0"  # typed by hand: no longer the family's draw
+    panel.box.value = spaced([0] * n)  # typed by hand: no longer the family's draw
     assert panel.family.value == PLACEHOLDER and panel.another.disabled
     panel.family.value = "two lists"  # so choosing the same family again draws again
-    assert screen[-1].values == [2, 7, 1, 8, 2, 8, 1, 8, 2, 8] and len(screen) == 4
+    assert screen[-1].values == E[:n] and len(screen) == 4
 
 
 def test_the_screen_replaces_its_view_in_place(model, monkeypatch):
@@ -193,12 +245,12 @@ def test_the_screen_replaces_its_view_in_place(model, monkeypatch):
             updated.append(output)
 
     monkeypatch.setattr(IPython.display, "display", lambda output, display_id=False: shown.append(output) or Handle())
-    screen = Screen()
-    for values in (NEAR_TIE, "9 8 7 6 5 4 3 2 1 0", "1 2 3 4 5 6 7 8 9 10"):
+    screen, n = Screen(), shape(model)[0]
+    for values in (near_tie(model), list(range(n - 1, -1, -1)), list(range(1, n + 1))):
         screen.draw(run_on(model, values)[0])
     assert [type(o).__name__ for o in shown] == ["Image", "Markdown"]  # displayed once, in one place
-    assert [type(o).__name__ for o in updated] == ["Image", "Markdown"] * 2 and "**1** is the model's" in \
-        updated[-1].data
+    assert [type(o).__name__ for o in updated] == ["Image", "Markdown"] * 2
+    assert f"**{answer_of(model, list(range(1, n + 1)))}** is the model's" in updated[-1].data
 
 
 @pytest.mark.parametrize("task", sorted(SHOWN))

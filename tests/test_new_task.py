@@ -11,7 +11,9 @@ from shared.published import load_summary
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--n=4", "--V=8", "--d_model=32", "--d_head=32", "--max_steps=300", "--batch_size=256", "--lr=1e-2",
-        "--eval_every=50"]
+        "--eval_every=50",
+        # the architecture is pinned too: the user's edits at the top of training.py must not change this test's model
+        "--n_layers=1", "--n_heads=1", "--d_mlp=None", "--normalization_type=None"]
 
 
 def test_a_copied_folder_with_another_answer_is_a_new_task(tmp_path):

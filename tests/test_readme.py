@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import try_it_answers, try_it_block
+
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 
@@ -16,10 +18,10 @@ def test_readme_names_the_two_commands():
 
 
 def test_the_try_it_block_runs_as_written():
-    block = re.search(r"## Try it.*?```python\n(.*?)```", README, re.S).group(1)
+    block = try_it_block()
     run = subprocess.run([sys.executable, "-c", block], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
-    assert "model's answer: 1; true answer: 1" in run.stdout and "L0H0: SEP's attention" in run.stdout
+    assert try_it_answers("find_min") in run.stdout and "L0H0: SEP's attention" in run.stdout
 
 
 def test_the_layout_names_every_module_and_nothing_that_is_gone():

@@ -13,7 +13,9 @@ from shared.tools.sweep import main, parse_args, parse_seeds, seed_job
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = ["--n=4", "--V=16", "--d_model=32", "--d_head=32", "--max_steps=300", "--batch_size=256", "--lr=1e-2",
-        "--eval_every=50", "--eval_size=512"]
+        "--eval_every=50", "--eval_size=512",
+        # the architecture is pinned too: the user's edits at the top of training.py must not change this test's model
+        "--n_layers=1", "--n_heads=1", "--d_mlp=None", "--normalization_type=None"]
 
 
 def sweep(*args, timeout=300):
