@@ -13,7 +13,7 @@ from find_median import explanation as E
 from find_median.dataset import answer, median_swap_pairs, same_middle, task
 from shared import circuits as C
 from shared import load_checkpoint
-from shared.tasks import evaluation_suite, family_accuracies
+from shared.tasks import evaluation_suite, family_accuracies, task_of
 
 from conftest import committed_run
 
@@ -23,12 +23,18 @@ CHECKPOINT = ROOT / "find_median/checkpoints/model.pt"
 
 @pytest.fixture(scope="module")
 def model():
-    return load_checkpoint(CHECKPOINT, task="find_median", n_ctx=8, d_vocab=65, d_vocab_out=64)
+    return load_checkpoint(CHECKPOINT, task="find_median")
 
 
 @pytest.fixture(scope="module")
-def suite():
-    return evaluation_suite(task(), size=300, uniform_size=3000)
+def model_task(model):
+    """The task at the checkpoint's own n and V: a user may have retrained it at another shape."""
+    return task_of(model)
+
+
+@pytest.fixture(scope="module")
+def suite(model_task):
+    return evaluation_suite(model_task, size=300, uniform_size=3000)
 
 
 def test_dataset_specifics():
@@ -49,10 +55,11 @@ def test_dataset_specifics():
         assert ((donors >= 0) & (donors < 64)).all() and (donors.sort(1).values != values.sort(1).values).any()
 
 
-def test_l1_median_by_brute_force(suite):
+def test_l1_median_by_brute_force(suite, model_task):
     """Independent check of the identity the averaging hypotheses rest on: a loop over every candidate m."""
     for row in suite.of("uniform")[0][:300, :-1].tolist():
-        assert min(range(64), key=lambda m: (sum(abs(x - m) for x in row), m)) == sorted(row)[3]
+        candidates = range(model_task.V)
+        assert min(candidates, key=lambda m: (sum(abs(x - m) for x in row), m)) == sorted(row)[model_task.n // 2]
 
 
 def test_the_cheap_selecting_scores_are_the_models_own(model, suite):
@@ -70,9 +77,9 @@ def test_direct_logits_sum_to_the_logits(model, suite):
 
 
 @pytest.fixture(scope="module")
-def program(model):
+def program(model, model_task):
     """The program of this checkpoint's run: the committed one, or (after a retrain) fitted now."""
-    return E.load_or_fit(model, task(), CHECKPOINT)[0]
+    return E.load_or_fit(model, model_task, CHECKPOINT)[0]
 
 
 def test_the_saved_program_is_this_runs_and_round_trips(model, program):
