@@ -157,9 +157,11 @@ def test_the_command_line_finds_the_saved_explanation(median_model, capsys):
     assert load_explanation(median_model, "find_min", checkpoint) is None  # no find_min/explanation.py
     if load_explanation(median_model, "find_median", checkpoint) is None:
         pytest.skip("skipped: no explanation saved for this find_median run (python find_median/explanation.py --save)")
-    assert main(["find_median", "12", "47", "3", "30", "58", "21", "40", "--head=L1H0"]) == 0
+    (n, V), head = shape(median_model), head_names(median_model)[-1]
+    values = [str((12 + 35 * i) % V) for i in range(n)]  # spread over the range, at the checkpoint's n and V
+    assert main(["find_median", *values, f"--head={head}"]) == 0
     out = capsys.readouterr().out
-    assert "L1H0: SEP's attention over the positions (highlighted)" in out and "explanation: answers " in out
+    assert f"{head}: SEP's attention over the positions (highlighted)" in out and "explanation: answers " in out
 
 
 class Later:
