@@ -105,7 +105,9 @@ def published(task: str) -> dict:
 
 
 def recipe_label(name: str, changes: dict) -> str:
-    return f"{name}: " + (" ".join(f"`--{k}={v}`" for k, v in changes.items()) or "training.py's defaults")
+    """'two_heads: training.py's values but `--n_heads=2`': a recipe against training.py as it is now (edited or not)."""
+    return f"{name}: training.py's values" + (" but " + " ".join(f"`--{k}={v}`" for k, v in changes.items())
+                                               if changes else "")
 
 
 def class_count_text(rows: list) -> str:

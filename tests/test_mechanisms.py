@@ -14,7 +14,7 @@ from shared.mechanisms import (MEASURE_LISTS, UNCLASSIFIED, class_faithfulness, 
                                explain_others, mechanism_measures, mechanism_of, meaning, measures_on, roles_sentence,
                                roles_table, spread_table, spread_tables)
 from shared.model import Config, Transformer
-from shared.published import class_count_table, class_counts, counts_sentence, published, task_names
+from shared.published import class_count_table, counts_sentence, published, task_names
 from shared.tasks import Families, evaluation_suite
 from shared.tasks import evaluate
 from shared.verify import verify
@@ -129,13 +129,20 @@ def test_published_representatives_are_what_their_summary_says(task):
                 assert verify(model, TASKS[task].task()).status == row["verified"], (name, seed)
 
 
-def test_class_counts_add_up():
+def test_the_class_table_names_each_recipe_against_training_py_as_it_is():
+    """Each recipe's row: its name, 'training.py's values' and, after ' but ', exactly what it changes from them
+    (a user's inline edit turns the default into a recipe with changes); its seeds counted per class by hand."""
     recipes = published("find_median")
     assert len(recipes) >= 2  # the default and the recipe it is compared with
-    for recipe in recipes.values():
-        assert sum(class_counts(recipe["rows"]).values()) == len(recipe["rows"])
-        assert f"| {len(recipe['rows'])} |" in class_count_table(recipes)
-
+    table = class_count_table(recipes).splitlines()
+    for name, recipe in recipes.items():
+        cells = next(line for line in table if line.startswith(f"| {name}: training.py's values")).split(" | ")
+        assert (" but " in cells[0]) == bool(recipe["changes"])
+        assert all(f"`--{key}={value}`" in cells[0] for key, value in recipe["changes"].items())
+        assert cells[1] == str(len(recipe["rows"]))
+        for mechanism in {row["mechanism"] for row in recipe["rows"]}:
+            count = sum(row["mechanism"] == mechanism for row in recipe["rows"])
+            assert f"{count}/{len(recipe['rows'])} {mechanism}" in cells[2]
 
 
 def test_the_notebooks_across_seeds_text():
