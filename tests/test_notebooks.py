@@ -9,7 +9,7 @@ import pytest
 from conftest import COMMITTED, ROOT, committed_run, documented, run_of, verdicts
 
 from shared.hypotheses import NOT_MEASURED, disagreeing, read
-from shared.published import task_names
+from shared.published import class_count_table, published, task_names
 from shared.tools.notebooks import run_notebook
 
 NOTEBOOKS = {task: ROOT / task / "analyze.ipynb" for task in task_names()}
@@ -35,6 +35,11 @@ def test_notebook_is_committed_executed(task):
     assert not disagreeing(record)
     if committed_run(task):
         assert verdicts(record) == documented(task, record)
+    shown = [o.data["text/markdown"] for cell in code_cells(nb) for o in cell.outputs
+             if "class_count_table" in cell.source and "text/markdown" in o.get("data", {})]
+    assert shown, "no across-seeds class table among the outputs"
+    counts = lambda table: [line.split(" | ")[1:] for line in table.splitlines()]  # labels follow training.py edits
+    assert counts(shown[0]) == counts(class_count_table(published(task))), "stale across-seeds table: re-execute it"
 
 
 @pytest.mark.parametrize("task", list(NOTEBOOKS))
