@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 from bench import reference_seconds  # noqa: E402
 from shared.published import (hypotheses_path, hypotheses_table, hypothesis_rows,  # noqa: E402
                               measurements_table_across, task_names, write_csv)
-from shared.tools.sweep import executor_for, parse_seeds, run_jobs, seed_job  # noqa: E402
+from shared.tools.sweep import executor_for, parse_seeds, run_jobs  # noqa: E402
 
 
 def checkpoints(folder: Path, seeds=None) -> dict:

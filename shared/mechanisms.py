@@ -9,7 +9,6 @@ The sweep (shared.tools.sweep) writes each seed's summary_row (its accuracy, the
 verifier's verdict) into its summary.
 """
 import importlib
-import re
 from dataclasses import dataclass
 from typing import Callable, Optional
 
@@ -21,7 +20,6 @@ from .circuits import attention_on, direct_logits, head_most_on
 from .hypotheses import COMPARE
 from .components import components, head_name, is_mlp, output_names, outputs_from
 from .faithfulness import attend_only, circuit_of, faithfulness_by_family, weakest_family
-from .published import class_count_table, hypotheses_across_seeds, published
 from .tables import markdown_table, num, pct
 from .tasks import answer_positions, evaluate, evaluation_suite, family_accuracies
 from .verify import verify
@@ -190,19 +188,6 @@ def roles_sentence(roles: dict) -> str:
             f"can be mean-ablated at little cost: {', '.join(free) or 'none'}.")
 
 
-def class_legend(mechanisms) -> str:
-    """Markdown list of the classes: name, conditions, and what a model of the class computes."""
-    lines = []
-    for m in mechanisms:
-        conditions = " and ".join(f"{k} {op} {t}" for k, (op, t) in m.conditions.items())
-        fields = re.findall(r"{(\w+)}", m.name)  # "selects in layer {selector_layer}": the layer it is found in
-        name = re.sub(r"{(\w+)}", "L", m.name)
-        where = f" (L: the {', '.join(fields)} measured)" if fields else ""
-        lines.append(f"- **{name}**{where} ({conditions}): {m.meaning}.")
-    lines.append(f"- **{UNCLASSIFIED}**: none of the above holds.")
-    return "\n".join(lines)
-
-
 def spread_table(rows: list, measures=None) -> str:
     """Markdown: each measure's smallest, median and largest value over the rows (seeds), and their spread."""
     measures = measures or [m for m in MEASURES if m not in ("selector_layer", "selector_head")
@@ -232,75 +217,6 @@ def measures_on(model, suite: dict) -> dict:
     """mechanism_measures on the first MEASURE_LISTS uniform lists of an evaluation suite (the sweep's lists)."""
     tokens, targets = suite.uniform
     return mechanism_measures(model, tokens[:MEASURE_LISTS], targets[:MEASURE_LISTS])
-
-
-def describe_class(model, suite: dict, mechanisms) -> dict:
-    """{"measures", "class", "faithfulness": the class explanation's loss recovered, as a sentence ("" when
-    unclassified)} of one model, on an evaluation suite of its task."""
-    measures = measures_on(model, suite)
-    name = classify(measures, mechanisms)
-    mechanism = mechanism_of(name, mechanisms)
-    everything = mechanism is not None and set(mechanism.circuit.keep(model, head_name(
-        measures["selector_layer"], measures["selector_head"]))) == set(components(model))
-    sentence = faithfulness_sentence(*class_faithfulness(model, mechanism, measures, suite), everything) if mechanism \
-        else ""
-    return {"measures": measures, "class": name, "faithfulness": sentence}
-
-
-def spread_tables(recipes: dict) -> str:
-    """Markdown: spread_table for every class of every published recipe (shared.published.published)."""
-    parts = []
-    for recipe_name, recipe in recipes.items():
-        for name in sorted({row["mechanism"] for row in recipe["rows"]}):
-            rows = [row for row in recipe["rows"] if row["mechanism"] == name]
-            parts.append(f"**{recipe_name}, {name}** ({len(rows)} seed{'s' if len(rows) > 1 else ''}): how tightly "
-                         "the measures cluster\n\n" + spread_table(rows))
-    return "\n\n".join(parts)
-
-
-def explain_others(recipes: dict, my_class: str, task_factory, mechanisms) -> str:
-    """Markdown: for every published class other than my_class, its representative (the lowest seed) explained
-    on its own task's evaluation suite: what the class computes, which components are needed and which write
-    the answer (component_roles), and how much of the loss the class's explanation recovers."""
-    parts = []
-    for recipe_name, recipe in recipes.items():
-        for name, path in recipe["representatives"].items():
-            if name == my_class:
-                continue
-            model = load_checkpoint(path, task=task_factory().name)
-            suite = evaluation_suite(task_factory(model.cfg.n_ctx - 1, model.cfg.d_vocab_out), size=200,
-                                     uniform_size=1000)
-            tokens, targets = suite.uniform
-            roles = component_roles(model, tokens, targets)
-            explained = describe_class(model, suite, mechanisms)["faithfulness"]
-            parts.append(f"**{name}**: representative `{path.name}` ({recipe_name} recipe). What the class computes: "
-                         f"{meaning(name, mechanisms)}. On {len(tokens):,} uniform lists: "
-                         f"{roles_sentence(roles)} {explained}\n\n" + roles_table(roles))
-    total = sum(len(recipe["rows"]) for recipe in recipes.values())
-    parts.append(f"{len(parts)} class(es) besides this model's occur among the {total} published seeds, explained "
-                 "above." if parts else f"Every one of the {total} published seeds is classified **{my_class}**, "
-                 "like this model: no other class occurs to explain.")
-    return "\n\n".join(parts)
-
-
-def across_seeds_record(model, suite, task_factory, mechanisms) -> dict:
-    """The record of a notebook's "Across seeds" section: the task's published sweeps (shared.published), the loaded
-    model's measures, class and class faithfulness, every other published class explained by its representative,
-    and each hypothesis's verdicts on the default recipe's seeds (`shared.tools.sweep ... --hypotheses --publish`)."""
-    name = task_factory().name
-    recipes = published(name)
-    mine = describe_class(model, suite, mechanisms)
-    return {"recipes": recipes, "mine": mine, "others": explain_others(recipes, mine["class"], task_factory, mechanisms),
-            "hypotheses": hypotheses_across_seeds(name)}
-
-
-def across_seeds_summary(record, mechanisms) -> str:
-    """Markdown: the classes, how many seeds of each recipe fall in each, and the loaded model's class."""
-    mine = record["mine"]
-    return (class_legend(mechanisms) + "\n\n" + class_count_table(record["recipes"]) +
-            f"\n\nThe model loaded above is classified **{mine['class']}** (answer_attention "
-            f"{mine['measures']['answer_attention']:.3f}, selector_dla {mine['measures']['selector_dla']:.3f}). "
-            f"{mine['faithfulness']}")
 
 
 # ------------------------------------------------------------------------------------------ a sweep's summary

@@ -135,37 +135,6 @@ def progress_curves(series, history, panels: dict, marks: dict = None, title=Non
     return fig
 
 
-def mechanism_scatter(recipes: dict, x: str, y: str, thresholds=(None, None), others: dict = None, title=None):
-    """One point per seed in the plane of two mechanism measures (shared.mechanisms.MEASURES), coloured by
-    its class, one marker per recipe. recipes: {recipe: rows of its summary}; thresholds: the classes'
-    cut-offs on x and y, drawn as dashed lines; others: {label: measures} of single models to mark (the
-    loaded model, a baseline), each with a labelled star."""
-    classes = sorted({row["mechanism"] for rows in recipes.values() for row in rows})
-    colours = dict(zip(classes, plt.get_cmap("tab10").colors))
-    fig, ax = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
-    for (recipe, rows), marker in zip(recipes.items(), "osD^v"):
-        for cls in classes:
-            mine = [r for r in rows if r["mechanism"] == cls]
-            if mine:
-                ax.scatter([r[x] for r in mine], [r[y] for r in mine], marker=marker, color=colours[cls],
-                           alpha=0.7, label=f"{recipe}: {cls} ({len(mine)}/{len(rows)})")
-    for label, measures in (others or {}).items():
-        ax.scatter([measures[x]], [measures[y]], marker="*", s=300, facecolors="none", edgecolors="black", zorder=3)
-        ax.annotate(label, (measures[x], measures[y]), textcoords="offset points", xytext=(6, -12), fontsize=9)
-    for value, line in zip(thresholds, (ax.axvline, ax.axhline)):
-        if value is not None:
-            line(value, color="grey", linestyle="--", linewidth=1)
-    ax.set_xlim(-0.03, 1.03)
-    ax.set_ylim(-0.03, 1.03)
-    ax.set_xlabel(x)
-    ax.set_ylabel(y)
-    ax.tick_params(labelsize=9)
-    ax.legend(fontsize=9, loc="lower right")
-    if title:
-        ax.set_title(title)
-    return fig
-
-
 def neuron_responses(responses, fitted, titles, xlabel="token value v", ylabel="response", ncols=4, title=None):
     """Small multiples: each neuron's response to each token (dots) and the shape fitted to it (line).
     responses, fitted: [neurons, d_vocab]; titles: one per neuron."""

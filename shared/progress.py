@@ -30,18 +30,6 @@ def attention_on_answer(probe):
     return measure
 
 
-def layer0_circuits(head: int, n: int):
-    """model -> the QK and OV summaries of layer-0 head `head` (exact from the embeddings): the worst rank
-    correlation of its full QK row from SEP with the key's value, and its OV diagonal fraction."""
-    def measure(model):
-        V = model.cfg.d_vocab_out
-        qk = C.full_qk_circuit(model, head, V, n, range(n))[:, :V]
-        return {f"QK rank correlation with value: {head_name(0, head)}":
-                min(C.rank_correlation(row, torch.arange(V)) for row in qk),
-                f"OV diagonal fraction: {head_name(0, head)}": C.diagonal_fraction(C.full_ov_circuit(model, head)[:V])}
-    return measure
-
-
 def composition(cfg, early, late):
     """model -> {"<kind>-composition <early>-><late> / baseline": the score over random heads'}, kind Q, K, V."""
     from .composition import composition_baseline, composition_scores  # loaded only when composition is watched
@@ -78,19 +66,6 @@ def formation_step(steps, values, fraction=0.9, tolerance=0.1):
         if all(done[i:]):
             return steps[i]
     return steps[-1]
-
-
-def formation_record(snapshots, groups, structure: str, accuracy: str) -> dict:
-    """The record of a 'watching it form' section: every measure of `groups` over the snapshots, when each
-    formed, and the two measures the formation claim compares (the structure, and the accuracy it supports).
-    snapshots None (this model has none, or they are another run's): a record that says so."""
-    if not snapshots:
-        return {"snapshots": None, "structure": structure, "accuracy measure": accuracy}
-    series = track(snapshots, groups)
-    marks = {m: formation_step(series["step"], values) for m, values in series.items() if m != "step"}
-    return {"snapshots": len(snapshots), "series": series, "marks": marks, "structure": structure,
-            "accuracy measure": accuracy, "formed structure": marks.get(structure),
-            "formed accuracy": marks.get(accuracy), "last snapshot": series["step"][-1]}
 
 
 def formation_gap(series: dict, structure: str, accuracy: str) -> tuple:

@@ -115,11 +115,6 @@ def class_count_text(rows: list) -> str:
     return ", ".join(f"{count}/{len(rows)} {name}" for name, count in class_counts(rows).items())
 
 
-def counts_sentence(recipes: dict) -> str:
-    """'default: 20/20 ...; two_heads: ...' over the published recipes."""
-    return "; ".join(f"{name}: {class_count_text(recipe['rows'])}" for name, recipe in recipes.items())
-
-
 def verified_text(rows: list) -> str:
     """'18/20 proved, 2/20 refuted': the verifier's verdicts over a summary's rows."""
     if any("verified" not in row for row in rows):

@@ -164,7 +164,7 @@ def test_two_sweeps_at_once_on_one_folder(tmp_path):
     """Both finish, neither corrupts a file the other writes (every write is atomic), one summary row per seed."""
     recipe = TINY + ["--max_steps=50", "--eval_every=50"]
     first, second = (sweep("--seeds=0-1", "--jobs=2", *recipe, folder=tmp_path) for _ in range(2))
-    (_, err1), (out2, err2) = finish(first, 120), finish(second, 120)
+    (_, err1), (_, err2) = finish(first, 120), finish(second, 120)
     assert first.returncode == 0 and second.returncode == 0, err1[-2000:] + err2[-2000:]
     assert [row["seed"] for row in load_summary(tmp_path / "summary.csv")] == [0, 1]
     assert all(load_checkpoint(tmp_path / f"seed{k}.pt", task="find_min") for k in (0, 1)) and not leftovers(tmp_path)

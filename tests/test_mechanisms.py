@@ -7,14 +7,13 @@ from handbuilt import (median_averaging_model, median_batch, median_mlp_decoder_
                        min_batch, min_model)
 
 import find_median.mechanisms as median_mechanisms
-import find_min.dataset as min_data
 import find_min.mechanisms as min_mechanisms
 from shared.checkpoint import load_checkpoint
-from shared.mechanisms import (MEASURE_LISTS, UNCLASSIFIED, class_faithfulness, class_legend, classify, component_roles,
-                               explain_others, mechanism_measures, mechanism_of, meaning, measures_on, roles_sentence,
-                               roles_table, spread_table, spread_tables)
+from shared.mechanisms import (MEASURE_LISTS, UNCLASSIFIED, class_faithfulness, classify, component_roles,
+                               mechanism_measures, mechanism_of, meaning, measures_on, roles_sentence,
+                               roles_table, spread_table)
 from shared.model import Config, Transformer
-from shared.published import class_count_table, counts_sentence, published, task_names
+from shared.published import class_count_table, published, task_names
 from shared.tasks import Families, evaluation_suite
 from shared.tasks import evaluate
 from shared.verify import verify
@@ -90,13 +89,6 @@ def test_class_faithfulness_of_the_right_and_a_wrong_explanation():
     assert results["u"]["loss recovered"] < 0.5
 
 
-def test_class_legend_states_every_threshold():
-    legend = class_legend(median_mechanisms.MECHANISMS)
-    for mechanism in median_mechanisms.MECHANISMS:
-        for measure, (op, threshold) in mechanism.conditions.items():
-            assert f"{measure} {op} {threshold}" in legend
-
-
 def test_spread_table():
     rows = [{"answer_attention": a, "selector_dla": 1.0} for a in (0.9, 0.8, 0.95)]
     table = spread_table(rows, ["answer_attention"])
@@ -143,16 +135,3 @@ def test_the_class_table_names_each_recipe_against_training_py_as_it_is():
         for mechanism in {row["mechanism"] for row in recipe["rows"]}:
             count = sum(row["mechanism"] == mechanism for row in recipe["rows"])
             assert f"{count}/{len(recipe['rows'])} {mechanism}" in cells[2]
-
-
-def test_the_notebooks_across_seeds_text():
-    recipes = published("find_min")
-    others = explain_others(recipes, "one head selects in layer 0", min_data.task, min_mechanisms.MECHANISMS)
-    assert "**heads share the selection in layer 0**: representative `two_heads_seed0.pt`" in others
-    assert "| L0H1 |" in others and others.endswith("explained above.")
-    assert explain_others({"default": recipes["default"]}, "one head selects in layer 0", min_data.task,
-                          min_mechanisms.MECHANISMS).startswith(
-        "Every one of the 20 published seeds")
-    assert counts_sentence(recipes) == ("default: 20/20 one head selects in layer 0; "
-                                        "two_heads: 20/20 heads share the selection in layer 0")
-    assert "**two_heads, heads share the selection in layer 0** (20 seeds)" in spread_tables(recipes)

@@ -2,7 +2,6 @@
 folder, takes its dependencies from requirements.txt, and keeps pytest's path; README's Python snippet names no path
 relative to the directory it runs in."""
 import os
-import re
 import subprocess
 import sys
 import tomllib

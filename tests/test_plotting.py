@@ -7,7 +7,7 @@ from matplotlib.figure import Figure
 
 from matplotlib.colors import PowerNorm
 
-from shared.plotting import (attention_patterns, heatmap, mechanism_scatter, neuron_responses, progress_curves,
+from shared.plotting import (attention_patterns, heatmap, neuron_responses, progress_curves,
                              training_curves)
 
 
@@ -69,12 +69,6 @@ def test_progress_curves_stack_their_panels_legibly():
     width, height = fig.get_size_inches()
     assert width <= 9 and height > width / 2 and smallest_text(fig) >= 9
     assert fig.axes[2].lines[1].get_xdata()[0] == 10  # the formation mark
-
-
-def test_mechanism_scatter_is_legible():
-    rows = [{"mechanism": "selects", "a": 0.9, "b": 0.8}, {"mechanism": "averages", "a": 0.2, "b": 0.1}]
-    fig = mechanism_scatter({"default": rows}, "a", "b", (0.5, 0.5), {"loaded": {"a": 0.9, "b": 0.8}})
-    assert smallest_text(fig) >= 9 and len(fig.axes[0].get_legend().get_texts()) == 2
 
 
 def test_neuron_responses():

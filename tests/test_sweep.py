@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from shared.mechanisms import summary_row
 from shared.published import class_counts, hypothesis_rows, load_summary, publish, representatives, write_sweep
 from shared.tools.sweep import main, parse_args, parse_seeds, seed_job
 
