@@ -371,8 +371,8 @@ def substitution_markdown(rows: dict) -> str:
 @torch.no_grad()
 def score_ties(program, tokens, model_scores) -> dict:
     """Where the program's top key differs from the selecting head's: how many lists, and how close the head's own
-    two best scores are there (the median of their difference, in the score's units, nats of attention): a
-    mismatch between near-equal scores is a split the copy and MLP 1 resolve, not a different choice."""
+    two best scores are there and everywhere (the median of their difference, in the score's units, nats of
+    attention): whether the program misses the head's top key mostly where the head's own two best are close."""
     mine = program.scores(tokens).argmax(-1)
     theirs = model_scores.argmax(-1)
     differ = mine != theirs

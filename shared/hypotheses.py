@@ -1,7 +1,7 @@
 """Hypotheses: what a notebook claims about the model it loaded, each declared in the cell that measures it.
 
     hypothesis = Hypotheses(model)
-    hypothesis("selects", on_min, ">=", 0.9, "'selects' means almost all of the attention")
+    hypothesis("selects", on_min, ">", 0.5, "'selects' means most of the attention")
 
 A call compares the measured value with the threshold and shows its verdict on one line: it holds, it FAILS, or
 it is not measured here (value None: the model has no such part, or the measure cannot decide; `note` says why).

@@ -19,9 +19,9 @@ from .ablation import ablated_accuracy
 from .circuits import attention_on, direct_logits, head_most_on
 from .hypotheses import COMPARE
 from .components import components, head_name, is_mlp, output_names, outputs_from
-from .faithfulness import attend_only, circuit_of, faithfulness_by_family, weakest_family
-from .tables import markdown_table, num, pct
-from .tasks import answer_positions, evaluate, evaluation_suite, family_accuracies
+from .faithfulness import attend_only, circuit_of, faithfulness_by_family
+from .tables import markdown_table, num
+from .tasks import answer_positions, evaluation_suite, family_accuracies
 from .verify import verify
 
 MEASURE_LISTS = 4000  # the uniform lists (of an evaluation suite) the measures are read on
@@ -154,40 +154,6 @@ def mechanism_measures(model, tokens, targets) -> dict:
 
 
 # -------------------------------------------------------------------------------------------- across seeds
-@torch.no_grad()
-def component_roles(model, tokens, targets) -> dict:
-    """{component: (accuracy with it mean-ablated, share of lists on which its direct logits alone give the
-    model's answer)} for every head (L{l}H{h}) and MLP ("MLP l"), and "intact": the model's own accuracy."""
-    parts = components(model)
-    logits, cache = model.run_with_cache(tokens, names_filter=output_names(model, parts))
-    answer = logits[:, -1].argmax(-1)
-    roles = {"intact": (evaluate(model, tokens, targets)[1], None)}
-    for name, output in outputs_from(cache, model, parts).items():
-        dla = (direct_logits(model, output[:, -1]).argmax(-1) == answer).float().mean().item()
-        roles[name] = (ablated_accuracy(model, tokens, targets, [name]), dla)
-    return roles
-
-
-NEEDED, WRITES = 0.9, 0.9  # a component is needed when ablating it leaves < 90%, writes when its logits give >= 90%
-
-
-def roles_table(roles: dict) -> str:
-    return markdown_table(["component", f"accuracy with it mean-ablated (intact: {pct(roles['intact'][0])})",
-                           "its direct logits give the model's answer"],
-                          [[name, pct(ablated), pct(dla)] for name, (ablated, dla) in roles.items() if name != "intact"])
-
-
-def roles_sentence(roles: dict) -> str:
-    """Which components are needed (ablated: < NEEDED accuracy) and which write the answer (>= WRITES)."""
-    parts = {name: r for name, r in roles.items() if name != "intact"}
-    needed = [f"{name} ({ablated:.1%} without it)" for name, (ablated, _) in parts.items() if ablated < NEEDED]
-    writes = [f"{name} ({dla:.1%})" for name, (_, dla) in parts.items() if dla >= WRITES]
-    free = [name for name, (ablated, _) in parts.items() if ablated >= NEEDED]
-    return (f"Needed: {', '.join(needed) or 'no single component'}; "
-            f"its direct logits give the answer: {', '.join(writes) or 'no single component'}; "
-            f"can be mean-ablated at little cost: {', '.join(free) or 'none'}.")
-
-
 def spread_table(rows: list, measures=None) -> str:
     """Markdown: each measure's smallest, median and largest value over the rows (seeds), and their spread."""
     measures = measures or [m for m in MEASURES if m not in ("selector_layer", "selector_head")
@@ -197,20 +163,6 @@ def spread_table(rows: list, measures=None) -> str:
         values = sorted(r[m] for r in rows)
         table.append([m] + [num(x) for x in (values[0], values[len(values) // 2], values[-1], values[-1] - values[0])])
     return markdown_table(["measure", "smallest", "median", "largest", "largest - smallest"], table)
-
-
-def faithfulness_sentence(description: str, results: dict, keeps_everything: bool = False) -> str:
-    """One line from class_faithfulness: loss recovered on uniform lists and on the family where it is least, and
-    what the test is when the circuit keeps every component (nothing is resampled: it tests only what the class
-    says the selector attends to, whose positions come from the answer)."""
-    uniform = results.uniform_label
-    worst = weakest_family(results)
-    what = (" Every component is kept, so nothing is resampled and the keys the selector is restricted to come from "
-            "the answer: this tests the class's statement about the selector's attention, not a whole explanation."
-            if keeps_everything else " Every other path is resampled from the same family.")
-    return (f"The class's explanation as a circuit ({description}) recovers {results[uniform]['loss recovered']:.2%} of "
-            f"the loss on uniform lists and {results[worst]['loss recovered']:.2%} on the family where it recovers "
-            f"least ({worst}).{what}")
 
 
 def measures_on(model, suite: dict) -> dict:

@@ -9,9 +9,8 @@ from handbuilt import (median_averaging_model, median_batch, median_mlp_decoder_
 import find_median.mechanisms as median_mechanisms
 import find_min.mechanisms as min_mechanisms
 from shared.checkpoint import load_checkpoint
-from shared.mechanisms import (MEASURE_LISTS, UNCLASSIFIED, class_faithfulness, classify, component_roles,
-                               mechanism_measures, mechanism_of, meaning, measures_on, roles_sentence,
-                               roles_table, spread_table)
+from shared.mechanisms import (MEASURE_LISTS, UNCLASSIFIED, class_faithfulness, classify,
+                               mechanism_measures, mechanism_of, meaning, measures_on, spread_table)
 from shared.model import Config, Transformer
 from shared.published import class_count_table, published, task_names
 from shared.tasks import Families, evaluation_suite
@@ -64,16 +63,6 @@ def test_hand_built_min_model_selects_and_an_untrained_model_is_unclassified():
     measures = mechanism_measures(untrained, tokens, targets)
     assert measures["answer_attention"] < 0.5
     assert classify(measures, min_mechanisms.MECHANISMS) == UNCLASSIFIED
-
-
-def test_component_roles_name_the_writer():
-    tokens, targets = median_batch(2000)
-    roles = component_roles(median_mlp_decoder_model(), tokens, targets)
-    assert set(roles) == {"intact", "L0H0", "MLP 0"} and roles["intact"][0] == 1.0
-    assert roles["MLP 0"][1] == 1.0 and roles["L0H0"][1] < 0.1  # the MLP writes every answer, the head none
-    assert roles["MLP 0"][0] < 0.5 and roles["L0H0"][0] < 0.5  # and both are needed
-    assert "| MLP 0 |" in roles_table(roles)
-    assert roles_sentence(roles).startswith("Needed: L0H0") and "give the answer: MLP 0 (100.0%)" in roles_sentence(roles)
 
 
 def test_class_faithfulness_of_the_right_and_a_wrong_explanation():
