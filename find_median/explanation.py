@@ -42,6 +42,12 @@ TABLES = {"average_value": "s0", "average_position": "p0", "score_value": "B", "
           "fix_present": "c_in", "bias": "b"}
 
 
+def lookup(table, index):
+    """table[index] for a [batch, k] index, as a gather: the same numbers, and fitting (its gradient a scatter-add
+    per list) runs faster than through indexing's."""
+    return table.expand(len(index), -1).gather(1, index.expand(len(index), -1))
+
+
 @dataclass
 class Explanation:
     """The program's numbers (module docstring); every method computes from them alone, keeping no model."""
@@ -95,9 +101,9 @@ class Explanation:
         """[batch, n + 1]: the selecting head's score from SEP (term 4) to every key, then SEP."""
         lo, m, hi = self.middle(tokens)
         x, offset = tokens[:, :-1], self.V - 1
-        keys = (self.score_value[x] + self.score_median[x - m[:, None] + offset] +
-                self.score_below[x - lo[:, None] + offset] + self.score_above[x - hi[:, None] + offset] +
-                self.score_position[:x.shape[1]])
+        keys = (lookup(self.score_value, x) + lookup(self.score_median, x - m[:, None] + offset) +
+                lookup(self.score_below, x - lo[:, None] + offset) + lookup(self.score_above, x - hi[:, None] + offset)
+                + self.score_position[:x.shape[1]])
         return torch.cat([keys, self.score_sep.expand(len(x), 1)], 1)
 
     def attention(self, tokens):
@@ -111,9 +117,13 @@ class Explanation:
     def copy(self, tokens, attention):
         """[batch, V]: the logits the selecting head's copy writes (term 5), for a given attention."""
         mass = self.mass(tokens, attention)
-        padded = F.pad(mass, (SPREAD, SPREAD))
-        spread = sum(self.copy_spread[d] * padded[:, 2 * SPREAD - d:2 * SPREAD - d + self.V] for d in range(2 * SPREAD + 1))
-        return self.copy_gain * mass + spread
+        return self.copy_gain * mass + mass @ self.spread_matrix()
+
+    def spread_matrix(self):
+        """[V, V]: N[u - x + SPREAD] from an attended value x to a logit u within SPREAD of it, else 0."""
+        offset = torch.arange(self.V)[None, :] - torch.arange(self.V)[:, None] + SPREAD
+        inside = (offset >= 0) & (offset <= 2 * SPREAD)
+        return torch.where(inside, self.copy_spread[offset.clamp(0, 2 * SPREAD)], 0.0)
 
     def correction(self, tokens, attention):
         """[batch, V]: what MLP 1 adds (term 6): a pull towards the median and away from or towards its
@@ -122,8 +132,8 @@ class Explanation:
         u, offset = torch.arange(self.V), self.V - 1
         mass = self.mass(tokens, attention)
         present = torch.zeros(len(tokens), self.V).scatter_(1, tokens[:, :-1], 1.0)
-        return (self.fix_median[u - m[:, None] + offset] + self.fix_below[u - lo[:, None] + offset] +
-                self.fix_above[u - hi[:, None] + offset] + self.fix_mass * mass + self.fix_present * present)
+        return (lookup(self.fix_median, u - m[:, None] + offset) + lookup(self.fix_below, u - lo[:, None] + offset) +
+                lookup(self.fix_above, u - hi[:, None] + offset) + self.fix_mass * mass + self.fix_present * present)
 
     def logits(self, tokens):
         """[batch, V]: SEP's logits, from the program's numbers alone."""
