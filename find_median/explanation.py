@@ -177,7 +177,8 @@ def targets_of(model, tokens) -> dict:
     attention, and the direct logits of the head and of everything else (direct_parts)."""
     logits, cache = model.run_with_cache(tokens, names_filter=PARTS)
     attention, head, rest = direct_parts(model, cache)
-    return {"logits": logits[:, -1], "attention": attention, "copy": head, "correction": rest}
+    return {"logits": logits[:, -1], "answers": logits[:, -1].softmax(-1), "attention": attention, "copy": head,
+            "correction": rest}
 
 
 def training_lists(task, size: int, seed: int):
@@ -219,9 +220,8 @@ def fit(model, task, size: int = 10000, steps: int = 300, seed: int = 0) -> Expl
     average_from_weights(model, program)
     tokens = training_lists(task, size, seed)
     target = targets_of(model, tokens)
-    cross = lambda p, q: -(p * q.clamp_min(1e-30).log()).sum(-1).mean()
     _fit(program, ["score_value", "score_median", "score_below", "score_above", "score_position", "score_sep"],
-         lambda p: cross(target["attention"], p.attention(tokens)), steps, 0.1)
+         lambda p: cross_entropy(target["attention"], p.attention(tokens)), steps, 0.1)
     _fit(program, ["copy_gain", "copy_spread"],
          lambda p: (centred(p.copy(tokens, target["attention"])) - centred(target["copy"])).pow(2).mean(), steps, 0.1)
     _fit(program, ["fix_median", "fix_below", "fix_above", "fix_mass", "fix_present", "bias"],
@@ -229,9 +229,21 @@ def fit(model, task, size: int = 10000, steps: int = 300, seed: int = 0) -> Expl
     terms = lambda p: ((centred(p.copy(tokens, target["attention"])) - centred(target["copy"])).pow(2).mean() +
                        (p.correction(tokens, target["attention"]) + p.bias - target["correction"]).pow(2).mean())
     together = [name for name in TABLES if not name.startswith("average")]  # each term kept close to its own target
-    _fit(program, together, lambda p: cross(target["logits"].softmax(-1), p.logits(tokens).softmax(-1)) +
-         cross(target["attention"], p.attention(tokens)) + 0.01 * terms(p), steps // 2, 0.01)
+    _fit(program, together, lambda p: whole_loss(p, tokens, target) + 0.01 * terms(p), steps // 2, 0.01)
     return program
+
+
+def whole_loss(program, tokens, target) -> torch.Tensor:
+    """Cross-entropy of the program's answer distribution and SEP attention against the model's (program.logits,
+    with the attention computed once for both)."""
+    attention = program.attention(tokens)
+    logits = program.copy(tokens, attention) + program.correction(tokens, attention) + program.bias
+    return cross_entropy(target["answers"], logits.softmax(-1)) + cross_entropy(target["attention"], attention)
+
+
+def cross_entropy(p, q) -> torch.Tensor:
+    """Mean over lists of -sum p log q: distributions p (the model's) and q (the program's), [batch, k] each."""
+    return -(p * q.clamp_min(1e-30).log()).sum(-1).mean()
 
 
 # --- how well the program stands in for the model ---------------------------------------------------------------

@@ -191,10 +191,20 @@ def hypotheses_table(rows: list) -> str:
         broken = ", ".join(f"seed {r['seed']} ({shown(r['value'], r['unit'] or '')})" for r in measured
                            if r["verdict"] == FAILS) or "-"
         unmeasured = f" ({len(mine) - len(measured)} not measured)" if len(measured) < len(mine) else ""
-        table.append([key, f"{mine[0]['op']} {shown(mine[0]['threshold'], mine[0]['unit'] or '')}",
+        table.append([key, threshold_text(mine),
                       f"{sum(r['verdict'] == HOLDS for r in measured)}/{len(measured)}{unmeasured}", broken])
     return (f"{whole} of {len(seeds)} seeds hold every hypothesis measured on them\n\n" +
             markdown_table(["hypothesis", "threshold", "holds on", "seeds that break it (their value)"], table, "llrl"))
+
+
+def threshold_text(rows: list) -> str:
+    """A hypothesis's threshold over the seeds: one value, or its range where each model sets its own (a threshold
+    computed from the model, such as a median step)."""
+    unit = rows[0]["unit"] or ""
+    thresholds = sorted({r["threshold"] for r in rows if r["threshold"] is not None})
+    if len(thresholds) <= 1:
+        return f"{rows[0]['op']} {shown(rows[0]['threshold'], unit)}"
+    return f"{rows[0]['op']} its own per seed ({shown(thresholds[0], unit)} to {shown(thresholds[-1], unit)})"
 
 
 def measurements_table_across(rows: list) -> str:
