@@ -71,14 +71,18 @@ def formation_step(steps, values, fraction=0.9, tolerance=0.1):
 def formation_gap(series: dict, structure: str, accuracy: str) -> tuple:
     """(value, note) for the hypothesis 'the structure forms no later than the accuracy it supports': the
     difference of their formation steps (formation_step) over a `track` series, and how many snapshots apart they
-    are. None, with the reason, when either measure barely moves or the structure settles only at the last
-    snapshot (it may form later still)."""
+    are. A structure that settles only at the last snapshot may form later still: after an accuracy formed earlier,
+    that is a lower bound of the difference (still a FAIL); None, with the reason, when both settle only there or
+    either measure barely moves."""
     steps = series["step"]
     formed, accurate = formation_step(steps, series[structure]), formation_step(steps, series[accuracy])
     if formed is None or accurate is None:
         return None, f"{structure if formed is None else accuracy} barely moves over the snapshots"
+    if formed == steps[-1] == accurate:
+        return None, f"{structure} and {accuracy} both settle only at the last snapshot (step {formed})"
     if formed == steps[-1]:
-        return None, f"{structure} not formed before the last snapshot (step {formed})"
+        return formed - accurate, (f"{structure} settles only at the last snapshot (step {formed}), {accuracy} at "
+                                   f"step {accurate}: at least {formed - accurate} steps later")
     apart = abs(steps.index(formed) - steps.index(accurate))
     return formed - accurate, f"formed at steps {formed} and {accurate}, {apart} snapshot(s) apart"
 
