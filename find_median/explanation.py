@@ -45,7 +45,7 @@ TABLES = {"average_value": "s0", "average_position": "p0", "score_value": "B", "
 def lookup(table, index):
     """table[index] for a [batch, k] index, as a gather: the same numbers, and fitting (its gradient a scatter-add
     per list) runs faster than through indexing's."""
-    return table.expand(len(index), -1).gather(1, index.expand(len(index), -1))
+    return table.expand(len(index), -1).gather(1, index)
 
 
 @dataclass
@@ -135,9 +135,9 @@ class Explanation:
         return (lookup(self.fix_median, u - m[:, None] + offset) + lookup(self.fix_below, u - lo[:, None] + offset) +
                 lookup(self.fix_above, u - hi[:, None] + offset) + self.fix_mass * mass + self.fix_present * present)
 
-    def logits(self, tokens):
-        """[batch, V]: SEP's logits, from the program's numbers alone."""
-        attention = self.attention(tokens)
+    def logits(self, tokens, attention=None):
+        """[batch, V]: SEP's logits, from the program's numbers alone (its own attention unless one is given)."""
+        attention = self.attention(tokens) if attention is None else attention
         return self.copy(tokens, attention) + self.correction(tokens, attention) + self.bias
 
 
@@ -173,8 +173,8 @@ def direct_parts(model, run) -> tuple:
 
 @torch.no_grad()
 def targets_of(model, tokens) -> dict:
-    """What the program's terms are fitted to, from one run of the model: its logits, the selecting head's SEP
-    attention, and the direct logits of the head and of everything else (direct_parts)."""
+    """What the program's terms are fitted to, from one run of the model: its logits and their softmax (answers),
+    the selecting head's SEP attention, and the direct logits of the head and of everything else (direct_parts)."""
     logits, cache = model.run_with_cache(tokens, names_filter=PARTS)
     attention, head, rest = direct_parts(model, cache)
     return {"logits": logits[:, -1], "answers": logits[:, -1].softmax(-1), "attention": attention, "copy": head,
@@ -221,7 +221,7 @@ def fit(model, task, size: int = 10000, steps: int = 300, seed: int = 0) -> Expl
     tokens = training_lists(task, size, seed)
     target = targets_of(model, tokens)
     _fit(program, ["score_value", "score_median", "score_below", "score_above", "score_position", "score_sep"],
-         lambda p: cross_entropy(target["attention"], p.attention(tokens)), steps, 0.1)
+         lambda p: soft_cross_entropy(target["attention"], p.attention(tokens)), steps, 0.1)
     _fit(program, ["copy_gain", "copy_spread"],
          lambda p: (centred(p.copy(tokens, target["attention"])) - centred(target["copy"])).pow(2).mean(), steps, 0.1)
     _fit(program, ["fix_median", "fix_below", "fix_above", "fix_mass", "fix_present", "bias"],
@@ -237,11 +237,11 @@ def whole_loss(program, tokens, target) -> torch.Tensor:
     """Cross-entropy of the program's answer distribution and SEP attention against the model's (program.logits,
     with the attention computed once for both)."""
     attention = program.attention(tokens)
-    logits = program.copy(tokens, attention) + program.correction(tokens, attention) + program.bias
-    return cross_entropy(target["answers"], logits.softmax(-1)) + cross_entropy(target["attention"], attention)
+    return (soft_cross_entropy(target["answers"], program.logits(tokens, attention).softmax(-1)) +
+            soft_cross_entropy(target["attention"], attention))
 
 
-def cross_entropy(p, q) -> torch.Tensor:
+def soft_cross_entropy(p, q) -> torch.Tensor:
     """Mean over lists of -sum p log q: distributions p (the model's) and q (the program's), [batch, k] each."""
     return -(p * q.clamp_min(1e-30).log()).sum(-1).mean()
 

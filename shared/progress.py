@@ -56,8 +56,7 @@ def formation_step(steps, values, fraction=0.9, tolerance=0.1):
     last: when that structure has formed. None when the whole change is at most `tolerance` (in the measure's
     own units; accuracies, attention weights and composition ratios are all of order 1), since a move that
     small is noise, not a structure forming. A measure that settles only at the last snapshot gets that step:
-    the snapshots cannot say when it formed (the formation claim then reads "not formed before the last
-    snapshot")."""
+    the snapshots cannot say when it formed, only that it was not before (formation_gap)."""
     start, end = values[0], values[-1]
     if abs(end - start) <= tolerance:
         return None
