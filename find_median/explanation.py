@@ -173,12 +173,11 @@ def direct_parts(model, run) -> tuple:
 
 @torch.no_grad()
 def targets_of(model, tokens) -> dict:
-    """What the program's terms are fitted to, from one run of the model: its logits and their softmax (answers),
-    the selecting head's SEP attention, and the direct logits of the head and of everything else (direct_parts)."""
+    """What the program's terms are fitted to, from one run of the model: its answer distribution at SEP, the
+    selecting head's SEP attention, and the direct logits of the head and of everything else (direct_parts)."""
     logits, cache = model.run_with_cache(tokens, names_filter=PARTS)
     attention, head, rest = direct_parts(model, cache)
-    return {"logits": logits[:, -1], "answers": logits[:, -1].softmax(-1), "attention": attention, "copy": head,
-            "correction": rest}
+    return {"answers": logits[:, -1].softmax(-1), "attention": attention, "copy": head, "correction": rest}
 
 
 def training_lists(task, size: int, seed: int):
@@ -222,14 +221,13 @@ def fit(model, task, size: int = 10000, steps: int = 300, seed: int = 0) -> Expl
     target = targets_of(model, tokens)
     _fit(program, ["score_value", "score_median", "score_below", "score_above", "score_position", "score_sep"],
          lambda p: soft_cross_entropy(target["attention"], p.attention(tokens)), steps, 0.1)
-    _fit(program, ["copy_gain", "copy_spread"],
-         lambda p: (centred(p.copy(tokens, target["attention"])) - centred(target["copy"])).pow(2).mean(), steps, 0.1)
-    _fit(program, ["fix_median", "fix_below", "fix_above", "fix_mass", "fix_present", "bias"],
-         lambda p: (p.correction(tokens, target["attention"]) + p.bias - target["correction"]).pow(2).mean(), steps, 0.1)
-    terms = lambda p: ((centred(p.copy(tokens, target["attention"])) - centred(target["copy"])).pow(2).mean() +
-                       (p.correction(tokens, target["attention"]) + p.bias - target["correction"]).pow(2).mean())
+    copy_loss = lambda p: (centred(p.copy(tokens, target["attention"])) - centred(target["copy"])).pow(2).mean()
+    correction_loss = lambda p: (p.correction(tokens, target["attention"]) + p.bias - target["correction"]).pow(2).mean()
+    _fit(program, ["copy_gain", "copy_spread"], copy_loss, steps, 0.1)
+    _fit(program, ["fix_median", "fix_below", "fix_above", "fix_mass", "fix_present", "bias"], correction_loss, steps, 0.1)
     together = [name for name in TABLES if not name.startswith("average")]  # each term kept close to its own target
-    _fit(program, together, lambda p: whole_loss(p, tokens, target) + 0.01 * terms(p), steps // 2, 0.01)
+    _fit(program, together, lambda p: whole_loss(p, tokens, target) + 0.01 * (copy_loss(p) + correction_loss(p)),
+         steps // 2, 0.01)
     return program
 
 

@@ -79,11 +79,10 @@ def formation_gap(series: dict, structure: str, accuracy: str) -> tuple:
         return None, f"{structure if formed is None else accuracy} barely moves over the snapshots"
     if formed == steps[-1] == accurate:
         return None, f"{structure} and {accuracy} both settle only at the last snapshot (step {formed})"
-    if formed == steps[-1]:
-        return formed - accurate, (f"{structure} settles only at the last snapshot (step {formed}), {accuracy} at "
-                                   f"step {accurate}: at least {formed - accurate} steps later")
     apart = abs(steps.index(formed) - steps.index(accurate))
-    return formed - accurate, f"formed at steps {formed} and {accurate}, {apart} snapshot(s) apart"
+    return formed - accurate, (f"{structure} settles only at the last snapshot (step {formed}), {accuracy} at step "
+                               f"{accurate}: at least {formed - accurate} steps later" if formed == steps[-1] else
+                               f"formed at steps {formed} and {accurate}, {apart} snapshot(s) apart")
 
 
 def progress_at(series: dict, measure: str, step) -> float:

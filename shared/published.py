@@ -203,7 +203,7 @@ def threshold_text(rows: list) -> str:
     unit = rows[0]["unit"] or ""
     thresholds = sorted({r["threshold"] for r in rows if r["threshold"] is not None})
     if len(thresholds) <= 1:
-        return f"{rows[0]['op']} {shown(rows[0]['threshold'], unit)}"
+        return f"{rows[0]['op']} {shown(thresholds[0] if thresholds else None, unit)}"
     return f"{rows[0]['op']} its own per seed ({shown(thresholds[0], unit)} to {shown(thresholds[-1], unit)})"
 
 
